@@ -1,0 +1,174 @@
+"""The `agentfab` command: run, validate, graph and schema for YAML pipelines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from agentfab.errors import AgentfabError, BudgetExceeded, ConfigError, QuorumNotReached
+from agentfab.messages import Message, Task
+from agentfab.pipeline import OpenAIModel, Pipeline, build_clients, load_pipeline
+from agentfab.result import Result
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except AgentfabError as error:
+        print(f"agentfab: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("agentfab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentfab", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a pipeline on a task")
+    run.add_argument("pipeline", type=Path)
+    run.add_argument("--task", help="the task text (default: the pipeline's own task)")
+    run.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    run.add_argument("--trace", type=Path, help="write every message to this JSON-lines file")
+    run.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", help="check a pipeline without running it")
+    validate.add_argument("pipeline", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    graph = commands.add_parser("graph", help="draw a pipeline's team")
+    graph.add_argument("pipeline", type=Path)
+    graph.add_argument("--format", choices=["text", "mermaid", "png"], default="text")
+    graph.add_argument("--out", type=Path, help="output file (required for png)")
+    graph.set_defaults(handler=_graph)
+
+    schema = commands.add_parser("schema", help="print the pipeline JSON Schema")
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.pipeline)
+    team = pipeline.build_team()
+    print(f"{args.pipeline}: ok: team {team.name!r}, {len(team.agents())} agents, "
+          f"{team.graph.number_of_edges()} edges, output {team.output!r}")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from agentfab import drawing
+
+    team = load_pipeline(args.pipeline).build_team()
+    if args.format == "png":
+        if args.out is None:
+            raise ConfigError("graph --format png needs --out FILE")
+        drawing.to_png(team, args.out)
+        print(f"wrote {args.out}")
+        return 0
+    text = drawing.to_text(team) if args.format == "text" else drawing.to_mermaid(team)
+    if args.out:
+        args.out.write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Pipeline.model_json_schema(), indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.pipeline)
+    task = Task(prompt=args.task) if args.task else pipeline.default_task()
+    if task is None:
+        raise ConfigError(f"{args.pipeline}: no task: pass --task TEXT or set `task:` in the file")
+    trace = _open_trace(args.trace)
+    try:
+        result = asyncio.run(_run_async(pipeline, task, trace))
+    except (BudgetExceeded, QuorumNotReached) as error:
+        if error.partial is not None:
+            _finish_trace(trace, error.partial.model_dump(mode="json", exclude={"messages"}))
+        raise
+    finally:
+        if trace is not None:
+            trace.close()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        _print_summary(result)
+    return 0
+
+
+async def _run_async(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Result:
+    from agentfab.orchestrator import Orchestrator
+
+    clients = build_clients(pipeline)
+    try:
+        await _check_endpoints(pipeline, clients)
+        on_message = (lambda m: _write_event(trace, m)) if trace is not None else None
+        orchestrator = Orchestrator(clients, pipeline.run, on_message=on_message)
+        result = await orchestrator.run(pipeline.build_team(), task)
+        if trace is not None:
+            _finish_trace(trace, result.model_dump(mode="json", exclude={"messages"}))
+        return result
+    finally:
+        for client in {id(c): c for c in clients.values()}.values():
+            await client.aclose()
+
+
+async def _check_endpoints(pipeline: Pipeline, clients: dict[str, object]) -> None:
+    """Fail early, naming the endpoint, when a server does not answer."""
+    for name, spec in pipeline.models.items():
+        if isinstance(spec, OpenAIModel):
+            served = await clients[name].list_models()  # type: ignore[attr-defined]
+            if spec.served_name not in served:
+                raise ConfigError(
+                    f"models.{name}: {spec.base_url} serves {', '.join(served) or 'nothing'}, "
+                    f"not {spec.served_name!r}"
+                )
+
+
+def _open_trace(path: Path | None) -> TextIO | None:
+    if path is None:
+        return None
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"--trace {path}: cannot write ({error.strerror})") from None
+
+
+def _write_event(trace: TextIO, message: Message) -> None:
+    # Written and flushed as each message arrives, so an interrupted run keeps its work.
+    trace.write(message.model_dump_json() + "\n")
+    trace.flush()
+
+
+def _finish_trace(trace: TextIO | None, summary: dict[str, object]) -> None:
+    if trace is not None and not trace.closed:
+        trace.write(json.dumps({"event": "result", **summary}) + "\n")
+        trace.flush()
+
+
+def _print_summary(result: Result) -> None:
+    for message in result.messages:
+        status = f"error: {message.error}" if message.error else f"answer: {message.answer}"
+        print(f"  {message.id:<16} {message.kind:<9} {status}")
+    usage = result.usage
+    print(f"answer: {result.answer}")
+    print(f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
+          f"in {usage.calls} calls, {result.wall_s:.1f}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Errors agentfab raises, named for whose fault they are.
+
+    AgentfabError                 every error below; the CLI prints it as one line, exit 2
+    ├── ConfigError               the user's: bad YAML, unknown model or agent, bad topology
+    ├── BackendError              a server's or a model's runtime: unreachable, 5xx, timeout
+    ├── ModelOutputError          the model answered, but not in a form that can be used
+    ├── BudgetExceeded            a token, call or time budget stopped the run (carries the partial result)
+    └── QuorumNotReached          too few agents answered for a node to aggregate (carries the partial result)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentfab.result import Result
+
+
+class AgentfabError(Exception):
+    """Base of every error agentfab raises on purpose."""
+
+
+class ConfigError(AgentfabError):
+    """Something the user wrote is wrong; the message names the file and field."""
+
+
+class BackendError(AgentfabError):
+    """A model backend failed; the message names the endpoint."""
+
+    def __init__(self, message: str, *, endpoint: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.retryable = retryable
+
+
+class ModelOutputError(AgentfabError):
+    """The model answered with something that cannot be used."""
+
+
+class _PartialResultError(AgentfabError):
+    def __init__(self, message: str, partial: Result | None = None, **info: Any) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.info = info
+
+
+class BudgetExceeded(_PartialResultError):
+    """A budget (tokens, calls, seconds) ran out; `partial` holds what was done."""
+
+
+class QuorumNotReached(_PartialResultError):
+    """Fewer answers than a node's quorum arrived; `partial` holds what was done."""

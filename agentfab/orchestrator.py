@@ -1,0 +1,319 @@
+"""Runs a team on a task: every node as soon as its inputs are ready, concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentfab.agent import Agent
+from agentfab.aggregators.base import AggregationContext
+from agentfab.aggregators.extract import FORMATS, answer_format_for, extract_answer
+from agentfab.aggregators.majority import plurality
+from agentfab.errors import (
+    BackendError,
+    BudgetExceeded,
+    ConfigError,
+    ModelOutputError,
+    QuorumNotReached,
+)
+from agentfab.llm import ChatRequest, ChatResponse, LLMClient
+from agentfab.messages import Message, Task, Usage
+from agentfab.prompts import build_messages
+from agentfab.result import Result
+from agentfab.team import Aggregate, Team
+
+
+class Budget(BaseModel):
+    """Limits on one run; a call is admitted only if its worst case fits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Prompt plus completion tokens of the whole run."""
+    max_calls: int | None = Field(default=None, ge=1)
+    """Model calls (judges and synthesisers included)."""
+    max_seconds: float | None = Field(default=None, gt=0)
+    """Wall-clock seconds for the whole run."""
+
+
+class RunSettings(BaseModel):
+    """How a team is run; the same team can be run many ways."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rounds: int = Field(default=1, ge=1, le=20)
+    """Rounds of the whole graph; from round 2 each agent also reads its peers' last answers."""
+    answer_format: str = "auto"
+    """`auto` (letters for multiple choice, else short), `letter`, `number`, `short`, `text`."""
+    budget: Budget = Budget()
+    seed: int | None = None
+
+
+@dataclass
+class _Ledger:
+    """Spent and reserved tokens and calls of one run; enforces the budget."""
+
+    budget: Budget
+    spent: Usage = field(default_factory=Usage)
+    reserved_tokens: int = 0
+
+    def admit(self, worst_case_tokens: int) -> None:
+        b = self.budget
+        if b.max_calls is not None and self.spent.calls >= b.max_calls:
+            raise BudgetExceeded(f"call budget of {b.max_calls} spent")
+        if b.max_tokens is not None:
+            if self.spent.total_tokens + self.reserved_tokens + worst_case_tokens > b.max_tokens:
+                raise BudgetExceeded(f"token budget of {b.max_tokens} would be exceeded")
+        self.spent += Usage(calls=1)
+        self.reserved_tokens += worst_case_tokens
+
+    def settle(self, worst_case_tokens: int, usage: Usage) -> None:
+        self.reserved_tokens -= worst_case_tokens
+        self.spent += usage.model_copy(update={"calls": 0})
+
+
+class Orchestrator:
+    """Runs teams against a set of model clients.
+
+    `clients` maps the model names agents refer to onto backends;
+    `on_message` sees every message as soon as it exists (to stream a trace). Per-endpoint
+    concurrency limits live in the clients; the orchestrator starts every
+    node whose inputs are ready at once.
+    """
+
+    def __init__(
+        self,
+        clients: Mapping[str, LLMClient],
+        settings: RunSettings | None = None,
+        *,
+        on_message: Callable[[Message], None] | None = None,
+    ):
+        self.clients = dict(clients)
+        self.settings = settings or RunSettings()
+        self.on_message = on_message
+        if self.settings.answer_format not in (*FORMATS, "auto"):
+            raise ConfigError(f"answer_format {self.settings.answer_format!r} is not one of "
+                              f"auto, {', '.join(FORMATS)}")
+
+    async def run(self, team: Team, task: Task | str) -> Result:
+        task = Task(prompt=task) if isinstance(task, str) else task
+        self._check_models(team)
+        run = _Run(self, team, task)
+        try:
+            async with asyncio.timeout(self.settings.budget.max_seconds):
+                return await run.execute()
+        except TimeoutError:
+            raise BudgetExceeded(
+                f"time budget of {self.settings.budget.max_seconds}s spent",
+                partial=run.result(complete=False),
+            ) from None
+        except (BudgetExceeded, QuorumNotReached) as error:
+            error.partial = run.result(complete=False)
+            raise
+
+    def _check_models(self, team: Team) -> None:
+        for agent in team.agents():
+            if agent.model not in self.clients:
+                known = ", ".join(sorted(self.clients)) or "none"
+                raise ConfigError(
+                    f"agent {agent.name!r} uses model {agent.model!r}, which has no client "
+                    f"(known: {known})"
+                )
+
+
+class _Run:
+    """The state of one run: messages so far, the ledger, the clock."""
+
+    def __init__(self, orchestrator: Orchestrator, team: Team, task: Task):
+        self.clients = orchestrator.clients
+        self.on_message = orchestrator.on_message
+        self.settings = orchestrator.settings
+        self.team = team
+        self.task = task
+        self.format = answer_format_for(task, self.settings.answer_format)
+        self.ledger = _Ledger(self.settings.budget)
+        self.messages: list[Message] = []
+        self.started = time.perf_counter()
+
+    async def execute(self) -> Result:
+        previous: dict[str, Message] = {}
+        for round_no in range(1, self.settings.rounds + 1):
+            previous = await self._round(round_no, previous)
+        return self.result(complete=True)
+
+    def result(self, *, complete: bool) -> Result:
+        position = {name: i for i, name in enumerate(self.team.order())}
+        messages = sorted(self.messages, key=lambda m: (m.round, position[m.sender]))
+        final = messages[-1] if complete and messages else None
+        usage = sum((m.usage for m in messages), Usage())
+        return Result(
+            team=self.team.name,
+            task=self.task,
+            answer=final.answer if final else None,
+            text=final.text if final else "",
+            messages=messages,
+            usage=usage,
+            wall_s=time.perf_counter() - self.started,
+            rounds=max((m.round for m in messages), default=0),
+            complete=complete,
+        )
+
+    async def _round(self, round_no: int, previous: Mapping[str, Message]) -> dict[str, Message]:
+        tasks: dict[str, asyncio.Task[Message]] = {}
+        async with asyncio.TaskGroup() as group:
+            for name in self.team.order():
+                coro = self._node(name, round_no, tasks, previous)
+                tasks[name] = group.create_task(coro, name=f"{name}@{round_no}")
+            await tasks[self.team.output]
+            # Inputs a quorum did not wait for are no longer needed.
+            for pending in tasks.values():
+                pending.cancel()
+        return {n: t.result() for n, t in tasks.items() if not t.cancelled()}
+
+    async def _node(
+        self,
+        name: str,
+        round_no: int,
+        tasks: Mapping[str, asyncio.Task[Message]],
+        previous: Mapping[str, Message],
+    ) -> Message:
+        node = self.team.node(name)
+        if isinstance(node, Aggregate):
+            inputs = await self._gather_quorum(node, [tasks[p] for p in self.team.inputs(name)])
+            message = await self._aggregate(node, inputs, round_no)
+        else:
+            inputs = [m for m in await asyncio.gather(*(tasks[p] for p in self.team.inputs(name)))]
+            message = await self._act(node, inputs, round_no, previous)
+        self.messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
+        return message
+
+    async def _gather_quorum(
+        self, node: Aggregate, inputs: Sequence[asyncio.Task[Message]]
+    ) -> list[Message]:
+        """Wait until `quorum` inputs answered (all inputs by default)."""
+        needed = node.quorum or len(inputs)
+        answered: list[Message] = []
+        failed: list[Message] = []
+        for next_done in asyncio.as_completed(inputs):
+            message = await next_done
+            (answered if message.ok else failed).append(message)
+            if len(answered) >= needed:
+                return answered
+        if node.quorum is None and answered:
+            return answered  # without an explicit quorum, any answers suffice
+        raise QuorumNotReached(
+            f"node {node.name!r}: {len(answered)} of {len(inputs)} inputs answered, "
+            f"quorum is {needed}" + (f"; first failure: {failed[0].error}" if failed else ""),
+        )
+
+    async def _aggregate(self, node: Aggregate, inputs: list[Message], round_no: int) -> Message:
+        ctx = AggregationContext(
+            node=node.name,
+            round=round_no,
+            clients=self.clients,
+            answer_format=self.format,
+            seed=self.settings.seed,
+        )
+        return await node.aggregator.aggregate(self.task, inputs, ctx)
+
+    async def _act(
+        self, agent: Agent, inputs: list[Message], round_no: int, previous: Mapping[str, Message]
+    ) -> Message:
+        msg_id = f"{agent.name}@{round_no}"
+        if inputs and not any(m.ok for m in inputs):
+            return _failure(msg_id, agent, round_no, inputs, "every input failed")
+        inbox = [m for m in inputs if m.ok]
+        if round_no > 1:
+            inbox += [previous[p] for p in self.team.peers(agent.name) if p in previous]
+            inbox = [m for m in inbox if m.ok]
+        request = self._request(agent, inbox)
+        worst_case = _estimate_tokens(request) + agent.max_tokens * agent.samples
+        self.ledger.admit(worst_case)
+        started = time.perf_counter()
+        usage = Usage(calls=1)
+        try:
+            response = await self.clients[agent.model].chat(request)
+            usage = Usage(
+                prompt_tokens=response.prompt_tokens,
+                completion_tokens=response.completion_tokens,
+                calls=1,
+            )
+            return self._message(msg_id, agent, round_no, inbox, response, usage, started)
+        except (BackendError, ModelOutputError) as error:
+            return _failure(msg_id, agent, round_no, inbox, str(error), usage)
+        finally:
+            self.ledger.settle(worst_case, usage)
+
+    def _request(self, agent: Agent, inbox: Sequence[Message]) -> ChatRequest:
+        return ChatRequest(
+            messages=build_messages(self.task, inbox, agent, self.format),
+            model=agent.model,
+            temperature=agent.temperature,
+            top_p=agent.top_p,
+            max_tokens=agent.max_tokens,
+            n=agent.samples,
+            seed=agent.seed if agent.seed is not None else self.settings.seed,
+        )
+
+    def _message(
+        self,
+        msg_id: str,
+        agent: Agent,
+        round_no: int,
+        inbox: Sequence[Message],
+        response: ChatResponse,
+        usage: Usage,
+        started: float,
+    ) -> Message:
+        texts = [c.text for c in response.completions]
+        if not texts:
+            raise ModelOutputError(f"model {agent.model!r} returned no completion")
+        answers = [extract_answer(t, self.format, self.task) for t in texts]
+        details = {}
+        answer, text = answers[0], texts[0]
+        if len(texts) > 1:  # several samples vote inside the agent
+            answer = plurality([a for a in answers if a is not None])
+            text = next((t for t, a in zip(texts, answers, strict=True) if a == answer), texts[0])
+            details = {"samples": texts, "sample_answers": answers}
+        return Message(
+            id=msg_id,
+            sender=agent.name,
+            round=round_no,
+            text=text,
+            answer=answer,
+            inputs=[m.id for m in inbox],
+            model=agent.model,
+            usage=usage,
+            latency_s=time.perf_counter() - started,
+            details=details,
+        )
+
+
+def _failure(
+    msg_id: str,
+    agent: Agent,
+    round_no: int,
+    inbox: Sequence[Message],
+    error: str,
+    usage: Usage | None = None,
+) -> Message:
+    return Message(
+        id=msg_id,
+        sender=agent.name,
+        round=round_no,
+        inputs=[m.id for m in inbox],
+        model=agent.model,
+        usage=usage or Usage(),
+        error=error,
+    )
+
+
+def _estimate_tokens(request: ChatRequest) -> int:
+    """An upper-bound guess of prompt tokens (about 3 characters per token, plus template)."""
+    return sum(len(m["content"]) for m in request.messages) // 3 + 32

@@ -1,0 +1,355 @@
+"""Pipelines: a team, its models and how to run it, written in YAML.
+
+The schema is pydantic; `agentfab schema` exports it as JSON Schema for
+editor completion. Loading turns every mistake into one `ConfigError` line
+naming the file, the field and, where it can, the line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentfab.agent import Agent
+from agentfab.aggregators.base import Aggregator
+from agentfab.aggregators.majority import Majority
+from agentfab.errors import ConfigError
+from agentfab.llm import LLMClient
+from agentfab.messages import Task
+from agentfab.orchestrator import RunSettings
+from agentfab.team import Aggregate, Node, Team
+from agentfab.topologies import chain, custom, groups, star, tree
+from agentfab.yaml_loader import line_of, load_yaml
+
+EMBEDDED_DEFAULT_CONTEXT = 8192  # SmolLM2-135M-Instruct's max_position_embeddings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+class EmbeddedModel(_Strict):
+    """A transformers model run in this process (batched); the default is SmolLM2-135M."""
+
+    kind: Literal["embedded"] = "embedded"
+    path: str | None = None
+    """Local folder or Hugging Face id; empty for the embedded default model."""
+    device: str | None = None
+    """`cpu`, `cuda`, ...; empty picks a GPU when there is one."""
+    context_length: int | None = Field(default=None, ge=256)
+    """Tokens the model can read; checked against each agent's fan-in."""
+
+
+class OpenAIModel(_Strict):
+    """A model behind an OpenAI-compatible server (vLLM first)."""
+
+    kind: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://")
+    """For example http://127.0.0.1:8000/v1."""
+    served_name: str
+    """The model name the server knows."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key, if the server wants one."""
+    max_concurrency: int = Field(default=64, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
+    context_length: int | None = Field(default=None, ge=256)
+
+
+ModelSpec = Annotated[EmbeddedModel | OpenAIModel, Field(discriminator="kind")]
+
+
+# ---- aggregators ----------------------------------------------------------------------------
+
+
+class MajoritySpec(_Strict):
+    """Plurality vote over extracted answers; ties go to the alphabetically first."""
+
+    kind: Literal["majority"] = "majority"
+
+    def build(self) -> Aggregator:
+        return Majority()
+
+
+AggregatorSpec = MajoritySpec
+
+
+# ---- topologies -----------------------------------------------------------------------------
+
+
+class StarSpec(_Strict):
+    """Workers answer independently; a hub aggregates them."""
+
+    kind: Literal["star"]
+    workers: list[str] | None = None
+    """Agent names; empty means every agent."""
+    aggregator: AggregatorSpec = MajoritySpec()
+    quorum: int | None = Field(default=None, ge=1)
+    """Aggregate once this many workers answered."""
+
+
+class ChainSpec(_Strict):
+    """Each agent refines the previous one's answer."""
+
+    kind: Literal["chain"]
+    order: list[str] | None = None
+    """Agent names in order; empty means the order of `agents`."""
+
+
+class TreeSpec(_Strict):
+    """Leaves answer; inner nodes aggregate (or a combiner agent combines) their children."""
+
+    kind: Literal["tree"]
+    leaves: list[str] | None = None
+    """Agents the leaves are copied from, in turn; empty means every agent but the combiner."""
+    branching: int = Field(default=2, ge=2)
+    depth: int = Field(default=2, ge=1)
+    aggregator: AggregatorSpec | None = None
+    combiner: str | None = None
+    """An agent whose copies read their children's answers, instead of an aggregator."""
+
+
+class GroupsSpec(_Strict):
+    """Groups are the units: answers are aggregated inside a group; only aggregates cross."""
+
+    kind: Literal["groups"]
+    groups: dict[str, list[str]]
+    """Group name -> agent names."""
+    links: list[tuple[str, str]] = []
+    """`[a, b]`: the members of group b read group a's aggregate."""
+    aggregator: AggregatorSpec = MajoritySpec()
+
+
+class AggregateNodeSpec(_Strict):
+    aggregator: AggregatorSpec = MajoritySpec()
+    quorum: int | None = Field(default=None, ge=1)
+
+
+class CustomSpec(_Strict):
+    """Any acyclic graph with one output: agents plus named aggregate nodes."""
+
+    kind: Literal["custom"]
+    aggregates: dict[str, AggregateNodeSpec] = {}
+    """Aggregate node name -> its aggregator."""
+    edges: list[tuple[str, str]]
+    """`[a, b]`: node b reads node a."""
+
+
+TopologySpec = Annotated[
+    StarSpec | ChainSpec | TreeSpec | GroupsSpec | CustomSpec, Field(discriminator="kind")
+]
+
+
+# ---- the pipeline ---------------------------------------------------------------------------
+
+
+class AgentSpec(Agent):
+    """An agent; with `count` > 1, that many copies named `<name>-1` ... `<name>-<count>`."""
+
+    count: int = Field(default=1, ge=1, le=256)
+
+    def expand(self) -> list[Agent]:
+        fields = self.model_dump(exclude={"count"})
+        if self.count == 1:
+            return [Agent(**fields)]
+        return [Agent(**{**fields, "name": f"{self.name}-{i}"}) for i in range(1, self.count + 1)]
+
+
+class TaskSpec(_Strict):
+    prompt: str
+    choices: list[str] | None = None
+
+
+class Pipeline(_Strict):
+    """A team of agents, the models they use, and how to run it."""
+
+    name: str = "pipeline"
+    description: str = ""
+    models: dict[str, ModelSpec] = {"default": EmbeddedModel()}
+    """Model name -> where it is served. Agents refer to these names."""
+    agents: list[AgentSpec] = Field(min_length=1)
+    topology: TopologySpec
+    run: RunSettings = RunSettings()
+    task: str | TaskSpec | None = None
+    """The task `agentfab run` uses when no --task is given."""
+
+    @model_validator(mode="after")
+    def _agents_known(self) -> Pipeline:
+        seen: set[str] = set()
+        for i, spec in enumerate(self.agents):
+            if spec.model not in self.models:
+                raise ValueError(_unknown(f"agents[{i}].model", spec.model, self.models))
+            for agent in spec.expand():
+                if agent.name in seen:
+                    raise ValueError(f"agents[{i}].name: {agent.name!r} is used twice")
+                seen.add(agent.name)
+        return self
+
+    def all_agents(self) -> dict[str, Agent]:
+        return {a.name: a for spec in self.agents for a in spec.expand()}
+
+    def context_lengths(self) -> dict[str, int]:
+        lengths = {name: m.context_length for name, m in self.models.items() if m.context_length}
+        for name, m in self.models.items():
+            if isinstance(m, EmbeddedModel) and m.path is None and m.context_length is None:
+                lengths[name] = EMBEDDED_DEFAULT_CONTEXT
+        return lengths
+
+    def default_task(self) -> Task | None:
+        if self.task is None:
+            return None
+        if isinstance(self.task, str):
+            return Task(prompt=self.task)
+        return Task(prompt=self.task.prompt, choices=self.task.choices)
+
+    def build_team(self) -> Team:
+        team = _build_topology(self.topology, self.all_agents(), self.name, self.context_lengths())
+        team.validate(self.context_lengths())
+        return team
+
+
+def _build_topology(
+    spec: Any, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]
+) -> Team:
+    if isinstance(spec, StarSpec):
+        workers = _pick(agents, spec.workers, "topology.workers")
+        return star(workers, spec.aggregator.build(), quorum=spec.quorum, name=name)
+    if isinstance(spec, ChainSpec):
+        return chain(_pick(agents, spec.order, "topology.order"), name=name)
+    if isinstance(spec, TreeSpec):
+        combiner = _pick(agents, [spec.combiner], "topology.combiner")[0] if spec.combiner else None
+        leaf_names = spec.leaves or [n for n in agents if n != spec.combiner]
+        leaves = _pick(agents, leaf_names, "topology.leaves")
+        aggregator = spec.aggregator.build() if spec.aggregator else None
+        if aggregator is None and combiner is None:
+            aggregator = Majority()
+        return tree(leaves, aggregator, branching=spec.branching, depth=spec.depth,
+                    combiner=combiner, context_lengths=context, name=name)
+    if isinstance(spec, GroupsSpec):
+        members = {g: _pick(agents, names, f"topology.groups.{g}") for g, names in spec.groups.items()}
+        return groups(members, spec.aggregator.build(), links=spec.links, name=name)
+    assert isinstance(spec, CustomSpec)
+    nodes: list[Node] = list(agents.values())
+    nodes += [Aggregate(n, a.aggregator.build(), a.quorum) for n, a in spec.aggregates.items()]
+    used = {end for edge in spec.edges for end in edge}
+    return custom([n for n in nodes if n.name in used], spec.edges, name=name)
+
+
+def _pick(agents: Mapping[str, Agent], names: Sequence[str] | None, field: str) -> list[Agent]:
+    if names is None:
+        return list(agents.values())
+    for i, name in enumerate(names):
+        if name not in agents:
+            raise ConfigError(_unknown(f"{field}[{i}]", name, agents))
+    return [agents[n] for n in names]
+
+
+def _unknown(field: str, value: str, known: Mapping[str, Any]) -> str:
+    hint = difflib.get_close_matches(value, list(known), n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
+    return f"{field}: unknown name {value!r}{suggestion}"
+
+
+# ---- loading --------------------------------------------------------------------------------
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate a pipeline file; every problem is a one-line ConfigError."""
+    data, node = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with agents and topology at the top level")
+    try:
+        pipeline = Pipeline.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(path, error, node)) from None
+    try:
+        pipeline.build_team()
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return pipeline
+
+
+def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
+    """One client per model; embedded models with the same settings share one instance."""
+    from agentfab.openai_client import OpenAIClient
+
+    clients: dict[str, LLMClient] = {}
+    embedded: dict[tuple[str | None, str | None], LLMClient] = {}
+    for name, spec in pipeline.models.items():
+        if isinstance(spec, OpenAIModel):
+            key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else None
+            clients[name] = OpenAIClient(
+                spec.base_url, api_key=key, max_concurrency=spec.max_concurrency,
+                timeout_s=spec.timeout_s, retries=spec.retries, model=spec.served_name,
+            )
+        else:
+            from agentfab.serving.embedded import EmbeddedClient
+
+            seed = pipeline.run.seed if pipeline.run.seed is not None else 0
+            shared = embedded.setdefault(
+                (spec.path, spec.device), EmbeddedClient(spec.path, device=spec.device, seed=seed)
+            )
+            clients[name] = shared
+    return clients
+
+
+def _describe(path: str | Path, error: ValidationError, node: Any) -> str:
+    """Pydantic's first few errors as `file:line: field: problem` lines."""
+    lines = []
+    for item in error.errors()[:3]:
+        loc = tuple(item["loc"])
+        field = _dotted(loc)
+        line = line_of(node, loc)
+        where = f"{path}:{line}" if line else f"{path}"
+        lines.append(f"{where}: {field or 'pipeline'}: {_problem(item, loc)}")
+    if error.error_count() > 3:
+        lines.append(f"... and {error.error_count() - 3} more problems")
+    return "\n".join(lines)
+
+
+def _problem(item: Any, loc: tuple[Any, ...]) -> str:
+    if item["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        hint = difflib.get_close_matches(loc[-1], sorted(_all_field_names()), n=1)
+        return "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
+    message: str = item["msg"]
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return message
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _TAGS:  # pydantic puts the union member's tag in the location
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_TAGS = {"star", "chain", "tree", "groups", "custom", "embedded", "openai", "majority",
+         "function-after[_agents_known(), Pipeline]"}
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    models: list[type[BaseModel]] = [
+        Pipeline, AgentSpec, EmbeddedModel, OpenAIModel, StarSpec, ChainSpec, TreeSpec,
+        GroupsSpec, CustomSpec, AggregateNodeSpec, MajoritySpec, TaskSpec, RunSettings,
+    ]
+    for model in models:
+        names.update(model.model_fields)
+    from agentfab.orchestrator import Budget
+
+    names.update(Budget.model_fields)
+    return names

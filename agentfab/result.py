@@ -1,0 +1,42 @@
+"""What a run returns: the answer and the full trace behind it."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+from agentfab.messages import Message, Task, Usage
+
+
+class Result(BaseModel):
+    """The team's answer, every message that led to it, and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team: str
+    task: Task
+    answer: str | None
+    """The output node's extracted, normalised answer."""
+    text: str
+    """The output node's full text."""
+    messages: list[Message]
+    """Every agent message and aggregation, by round and then graph order."""
+    usage: Usage
+    """Tokens and calls of the whole run, judges and synthesisers included."""
+    wall_s: float
+    rounds: int
+    complete: bool = True
+    """False for the partial result carried by BudgetExceeded or QuorumNotReached."""
+
+    @property
+    def output(self) -> Message | None:
+        return self.messages[-1] if self.complete and self.messages else None
+
+    def to_jsonl(self) -> str:
+        """One JSON line per message, then one line for the result itself."""
+        lines = [m.model_dump_json() for m in self.messages]
+        summary = self.model_dump(mode="json", exclude={"messages"})
+        summary["event"] = "result"
+        lines.append(json.dumps(summary))
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,145 @@
+"""A team: a directed graph whose nodes are agents and aggregation points.
+
+An edge `a -> b` says that `b` reads what `a` produced. Nodes without inputs
+receive the task alone. A node is either an `Agent` (one model call on its
+inbox) or an `Aggregate` (an aggregator that reduces its inputs to one
+message). The team's answer is what its single output node produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from agentfab.agent import Agent
+from agentfab.aggregators.base import Aggregator
+from agentfab.errors import ConfigError
+
+# Tokens reserved for the task and instructions when checking an agent's fan-in.
+PROMPT_RESERVE_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A node that turns the messages reaching it into one."""
+
+    name: str
+    aggregator: Aggregator
+    quorum: int | None = None
+    """Aggregate as soon as this many inputs answered (default: wait for all)."""
+
+
+Node = Agent | Aggregate
+
+
+@dataclass
+class Team:
+    """A validated communication graph. Build one with `agentfab.topologies`."""
+
+    graph: nx.DiGraph
+    name: str = "team"
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """Group name -> member node names, for group-of-agents teams (used for drawing)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_edges(
+        cls, nodes: Iterable[Node], edges: Iterable[tuple[str, str]], *, name: str = "team"
+    ) -> Team:
+        graph = nx.DiGraph()
+        for node in nodes:
+            if node.name in graph:
+                raise ConfigError(f"team {name!r}: node {node.name!r} appears twice")
+            graph.add_node(node.name, node=node)
+        for src, dst in edges:
+            for end in (src, dst):
+                if end not in graph:
+                    raise ConfigError(f"team {name!r}: edge {src}->{dst} names unknown node {end!r}")
+            graph.add_edge(src, dst)
+        return cls(graph=graph, name=name)
+
+    def node(self, name: str) -> Node:
+        node: Node = self.graph.nodes[name]["node"]
+        return node
+
+    @property
+    def output(self) -> str:
+        """The node whose message is the team's answer."""
+        return next(n for n in self.graph if self.graph.out_degree(n) == 0)
+
+    def inputs(self, name: str) -> list[str]:
+        """Nodes `name` reads, in a stable order."""
+        return sorted(self.graph.predecessors(name))
+
+    def agents(self) -> list[Agent]:
+        return [n for n in (self.node(x) for x in self.order()) if isinstance(n, Agent)]
+
+    def order(self) -> list[str]:
+        """Nodes in a stable topological order."""
+        return list(nx.lexicographical_topological_sort(self.graph))
+
+    def peers(self, name: str) -> list[str]:
+        """Agents whose outputs meet `name`'s at a common reader (itself included).
+
+        In a multi-round run an agent sees its peers' previous answers: the
+        workers of a star debate each other, a chain agent revisits its own.
+        """
+        peers = {name}
+        for reader in self.graph.successors(name):
+            peers.update(p for p in self.graph.predecessors(reader) if isinstance(self.node(p), Agent))
+        return sorted(peers)
+
+    def validate(self, context_lengths: Mapping[str, int] | None = None) -> None:
+        """Check the shape; with context lengths per model, check every agent's fan-in fits."""
+        if self.graph.number_of_nodes() == 0:
+            raise ConfigError(f"team {self.name!r}: has no nodes")
+        if not nx.is_directed_acyclic_graph(self.graph):
+            cycle = " -> ".join(e[0] for e in nx.find_cycle(self.graph))
+            raise ConfigError(
+                f"team {self.name!r}: edges form a cycle ({cycle}); use run rounds for debate"
+            )
+        sinks = [n for n in self.graph if self.graph.out_degree(n) == 0]
+        if len(sinks) != 1:
+            raise ConfigError(
+                f"team {self.name!r}: needs exactly one output node, has {len(sinks)} "
+                f"({', '.join(sorted(sinks))}); add a node that reads them"
+            )
+        for name in self.graph:
+            node = self.node(name)
+            if isinstance(node, Aggregate) and self.graph.in_degree(name) == 0:
+                raise ConfigError(f"team {self.name!r}: aggregate node {name!r} has no inputs")
+            if isinstance(node, Aggregate) and node.quorum is not None:
+                fan_in = self.graph.in_degree(name)
+                if not 1 <= node.quorum <= fan_in:
+                    raise ConfigError(
+                        f"team {self.name!r}: node {name!r} quorum {node.quorum} "
+                        f"must be between 1 and its {fan_in} inputs"
+                    )
+        if context_lengths:
+            self._check_fan_in(context_lengths)
+
+    def _check_fan_in(self, context_lengths: Mapping[str, int]) -> None:
+        for name in self.graph:
+            node = self.node(name)
+            if not isinstance(node, Agent) or node.model not in context_lengths:
+                continue
+            need = PROMPT_RESERVE_TOKENS + node.max_tokens
+            need += sum(self._max_output_tokens(p) for p in self.graph.predecessors(name))
+            limit = context_lengths[node.model]
+            if need > limit:
+                raise ConfigError(
+                    f"team {self.name!r}: agent {name!r} reads {self.graph.in_degree(name)} "
+                    f"inputs needing up to {need} tokens, beyond model {node.model!r}'s "
+                    f"context of {limit}; lower fan-in or max_tokens"
+                )
+
+    def _max_output_tokens(self, name: str) -> int:
+        node = self.node(name)
+        if isinstance(node, Agent):
+            return node.max_tokens
+        # An aggregate passes on one of its inputs (or a text of the same size).
+        return max((self._max_output_tokens(p) for p in self.graph.predecessors(name)), default=0)

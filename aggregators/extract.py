@@ -1,0 +1,104 @@
+"""Finding the answer in a model's text, and normalising it so equal answers compare equal."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from agentfab.messages import Task
+
+FORMATS = ("letter", "number", "short", "text")
+
+_MARKER = re.compile(
+    r"(?:final\s+answer|answer)\s*(?:is|:|=|-)?\s*:?\s*(.+)", re.IGNORECASE
+)
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-+]?\.\d+")
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+_LETTER_ALONE = re.compile(r"^\(?\s*([A-Z])\s*\)?[.):]?(?:\s|$)")
+
+
+def answer_format_for(task: Task, requested: str = "auto") -> str:
+    """`auto` means letters for multiple choice, short answers otherwise."""
+    if requested != "auto":
+        return requested
+    return "letter" if task.choices else "short"
+
+
+def extract_answer(text: str, fmt: str, task: Task | None = None) -> str | None:
+    """The normalised answer in `text`, or None when there is none."""
+    text = _strip_markup(text)
+    if not text:
+        return None
+    if fmt == "letter":
+        return _letter(text, task.choices if task else None)
+    if fmt == "number":
+        return _number(text)
+    if fmt == "short":
+        return _short(text)
+    return normalise_text(text) or None
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, no surrounding punctuation or quotes, single spaces, no leading article."""
+    text = " ".join(text.lower().split())
+    text = text.strip(" \t.,;:!?\"'`()[]")
+    return _ARTICLE.sub("", text)
+
+
+def _strip_markup(text: str) -> str:
+    return text.replace("**", "").replace("__", "").strip()
+
+
+def _after_marker(text: str) -> str | None:
+    matches = list(_MARKER.finditer(text))
+    return matches[-1].group(1).strip() if matches else None
+
+
+def _letter(text: str, choices: list[str] | None) -> str | None:
+    letters = [chr(ord("A") + i) for i in range(len(choices) if choices else 10)]
+    for candidate in (_after_marker(text), text):
+        if candidate is None:
+            continue
+        found = _LETTER_ALONE.match(candidate)
+        if found and found.group(1) in letters:
+            return found.group(1)
+    for line in text.splitlines():
+        found = _LETTER_ALONE.match(line.strip())
+        if found and found.group(1) in letters:
+            return found.group(1)
+    return _choice_named(text, choices, letters) if choices else None
+
+
+def _choice_named(text: str, choices: list[str], letters: list[str]) -> str | None:
+    """The letter of the one option whose text appears in the answer, if exactly one does."""
+    said = normalise_text(_after_marker(text) or text)
+    named = [letter for letter, c in zip(letters, choices, strict=False) if normalise_text(c) in said]
+    return named[0] if len(named) == 1 else None
+
+
+def _number(text: str) -> str | None:
+    marked = _after_marker(text)
+    found = _NUMBER.findall(marked) if marked else []
+    if not found:
+        found = _NUMBER.findall(text)[-1:]
+    return _canonical_number(found[0]) if found else None
+
+
+def _canonical_number(raw: str) -> str | None:
+    try:
+        value = Fraction(raw.replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{float(value):.6g}"
+
+
+def _short(text: str) -> str | None:
+    marked = _after_marker(text)
+    line = marked if marked else next(ln for ln in text.splitlines() if ln.strip())
+    line = line.splitlines()[0] if line else line
+    # A sentence after the answer ("Paris. It is the capital...") is not the answer.
+    line = re.split(r"(?<=[a-z0-9])\.\s", line, maxsplit=1)[0]
+    answer = normalise_text(line)
+    return answer[:100] or None

@@ -1,0 +1,1 @@
+"""The benchmark runner: suites, metrics and reports (see the project's issues)."""

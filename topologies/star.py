@@ -1,0 +1,25 @@
+"""Star: a hub hands the task to every worker and aggregates their answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agentfab.agent import Agent
+from agentfab.aggregators.base import Aggregator
+from agentfab.errors import ConfigError
+from agentfab.team import Aggregate, Team
+
+
+def star(
+    workers: Sequence[Agent],
+    aggregator: Aggregator,
+    *,
+    hub: str = "hub",
+    quorum: int | None = None,
+    name: str = "star",
+) -> Team:
+    """Workers answer independently; the hub aggregates (as soon as `quorum` answered)."""
+    if not workers:
+        raise ConfigError(f"team {name!r}: star needs at least one worker")
+    nodes = [*workers, Aggregate(hub, aggregator, quorum)]
+    return Team.from_edges(nodes, [(w.name, hub) for w in workers], name=name)
