@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from agentfab.errors import AgentfabError, BudgetExceeded, ConfigError, QuorumNotReached
+from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task
+from agentfab.openai_client import OpenAIClient
 from agentfab.pipeline import OpenAIModel, Pipeline, build_clients, load_pipeline
 from agentfab.result import Result
 
@@ -60,8 +62,10 @@ def _parser() -> argparse.ArgumentParser:
 def _validate(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     team = pipeline.build_team()
-    print(f"{args.pipeline}: ok: team {team.name!r}, {len(team.agents())} agents, "
-          f"{team.graph.number_of_edges()} edges, output {team.output!r}")
+    print(
+        f"{args.pipeline}: ok: team {team.name!r}, {len(team.agents())} agents, "
+        f"{team.graph.number_of_edges()} edges, output {team.output!r}"
+    )
     return 0
 
 
@@ -127,11 +131,12 @@ async def _run_async(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Re
             await client.aclose()
 
 
-async def _check_endpoints(pipeline: Pipeline, clients: dict[str, object]) -> None:
+async def _check_endpoints(pipeline: Pipeline, clients: Mapping[str, LLMClient]) -> None:
     """Fail early, naming the endpoint, when a server does not answer."""
     for name, spec in pipeline.models.items():
-        if isinstance(spec, OpenAIModel):
-            served = await clients[name].list_models()  # type: ignore[attr-defined]
+        client = clients[name]
+        if isinstance(spec, OpenAIModel) and isinstance(client, OpenAIClient):
+            served = await client.list_models()
             if spec.served_name not in served:
                 raise ConfigError(
                     f"models.{name}: {spec.base_url} serves {', '.join(served) or 'nothing'}, "
@@ -166,8 +171,10 @@ def _print_summary(result: Result) -> None:
         print(f"  {message.id:<16} {message.kind:<9} {status}")
     usage = result.usage
     print(f"answer: {result.answer}")
-    print(f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
-          f"in {usage.calls} calls, {result.wall_s:.1f}s")
+    print(
+        f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
+        f"in {usage.calls} calls, {result.wall_s:.1f}s"
+    )
 
 
 if __name__ == "__main__":

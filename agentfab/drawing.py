@@ -35,7 +35,7 @@ def to_mermaid(team: Team) -> str:
     grouped = {m for members in team.groups.values() for m in members}
     for group, members in team.groups.items():
         lines.append(f"  subgraph {group}_members[{group}]")
-        lines += [f"    {ids[m]}[\"{_label(team, m)}\"]" for m in members]
+        lines += [f'    {ids[m]}["{_label(team, m)}"]' for m in members]
         lines.append("  end")
     for name in team.order():
         if name in grouped:
@@ -63,8 +63,16 @@ def to_png(team: Team, path: str | Path) -> None:
     colours = ["#9ecae1" if isinstance(team.node(n), Agent) else "#fdae6b" for n in graph]
     size = max(4.0, 1.2 * max(len(g) for g in nx.topological_generations(graph)))
     figure, axes = plt.subplots(figsize=(size * 1.4, size))
-    nx.draw_networkx(graph, positions, ax=axes, node_color=colours, node_size=1400,
-                     font_size=8, arrows=True, arrowsize=14)
+    nx.draw_networkx(
+        graph,
+        positions,
+        ax=axes,
+        node_color=colours,
+        node_size=1400,
+        font_size=8,
+        arrows=True,
+        arrowsize=14,
+    )
     axes.set_title(f"{team.name}: blue = agent, orange = aggregate")
     axes.axis("off")
     figure.tight_layout()

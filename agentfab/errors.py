@@ -1,11 +1,13 @@
 """Errors agentfab raises, named for whose fault they are.
 
-    AgentfabError                 every error below; the CLI prints it as one line, exit 2
-    ├── ConfigError               the user's: bad YAML, unknown model or agent, bad topology
-    ├── BackendError              a server's or a model's runtime: unreachable, 5xx, timeout
-    ├── ModelOutputError          the model answered, but not in a form that can be used
-    ├── BudgetExceeded            a token, call or time budget stopped the run (carries the partial result)
-    └── QuorumNotReached          too few agents answered for a node to aggregate (carries the partial result)
+AgentfabError                 every error below; the CLI prints it as one line, exit 2
+├── ConfigError               the user's: bad YAML, unknown model or agent, bad topology
+├── BackendError              a server's or a model's runtime: unreachable, 5xx, timeout
+├── ModelOutputError          the model answered, but not in a form that can be used
+├── BudgetExceeded            a token, call or time budget stopped the run
+└── QuorumNotReached          too few agents answered for a node to aggregate
+
+The last two carry what the run had done in `partial`.
 """
 
 from __future__ import annotations

@@ -60,14 +60,18 @@ class _Ledger:
     budget: Budget
     spent: Usage = field(default_factory=Usage)
     reserved_tokens: int = 0
+    stopped: BudgetExceeded | None = None
+    """Set once a call was refused: no call starts after that, calls in flight finish."""
 
     def admit(self, worst_case_tokens: int) -> None:
         b = self.budget
-        if b.max_calls is not None and self.spent.calls >= b.max_calls:
-            raise BudgetExceeded(f"call budget of {b.max_calls} spent")
-        if b.max_tokens is not None:
-            if self.spent.total_tokens + self.reserved_tokens + worst_case_tokens > b.max_tokens:
-                raise BudgetExceeded(f"token budget of {b.max_tokens} would be exceeded")
+        committed = self.spent.total_tokens + self.reserved_tokens + worst_case_tokens
+        if self.stopped is None and b.max_calls is not None and self.spent.calls >= b.max_calls:
+            self.stopped = BudgetExceeded(f"call budget of {b.max_calls} spent")
+        elif self.stopped is None and b.max_tokens is not None and committed > b.max_tokens:
+            self.stopped = BudgetExceeded(f"token budget of {b.max_tokens} would be exceeded")
+        if self.stopped is not None:
+            raise self.stopped
         self.spent += Usage(calls=1)
         self.reserved_tokens += worst_case_tokens
 
@@ -96,8 +100,10 @@ class Orchestrator:
         self.settings = settings or RunSettings()
         self.on_message = on_message
         if self.settings.answer_format not in (*FORMATS, "auto"):
-            raise ConfigError(f"answer_format {self.settings.answer_format!r} is not one of "
-                              f"auto, {', '.join(FORMATS)}")
+            raise ConfigError(
+                f"answer_format {self.settings.answer_format!r} is not one of "
+                f"auto, {', '.join(FORMATS)}"
+            )
 
     async def run(self, team: Team, task: Task | str) -> Result:
         task = Task(prompt=task) if isinstance(task, str) else task
@@ -105,15 +111,20 @@ class Orchestrator:
         run = _Run(self, team, task)
         try:
             async with asyncio.timeout(self.settings.budget.max_seconds):
-                return await run.execute()
+                result = await run.execute()
         except TimeoutError:
             raise BudgetExceeded(
                 f"time budget of {self.settings.budget.max_seconds}s spent",
                 partial=run.result(complete=False),
             ) from None
         except (BudgetExceeded, QuorumNotReached) as error:
-            error.partial = run.result(complete=False)
-            raise
+            stopped = run.ledger.stopped or error  # a budget stop explains a missed quorum
+            stopped.partial = run.result(complete=False)
+            raise stopped from None
+        if run.ledger.stopped is not None:
+            run.ledger.stopped.partial = result.model_copy(update={"complete": False})
+            raise run.ledger.stopped
+        return result
 
     def _check_models(self, team: Team) -> None:
         for agent in team.agents():
@@ -143,6 +154,8 @@ class _Run:
         previous: dict[str, Message] = {}
         for round_no in range(1, self.settings.rounds + 1):
             previous = await self._round(round_no, previous)
+            if self.ledger.stopped is not None:
+                break
         return self.result(complete=True)
 
     def result(self, *, complete: bool) -> Result:
@@ -164,14 +177,17 @@ class _Run:
 
     async def _round(self, round_no: int, previous: Mapping[str, Message]) -> dict[str, Message]:
         tasks: dict[str, asyncio.Task[Message]] = {}
-        async with asyncio.TaskGroup() as group:
-            for name in self.team.order():
-                coro = self._node(name, round_no, tasks, previous)
-                tasks[name] = group.create_task(coro, name=f"{name}@{round_no}")
-            await tasks[self.team.output]
-            # Inputs a quorum did not wait for are no longer needed.
-            for pending in tasks.values():
-                pending.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name in self.team.order():
+                    coro = self._node(name, round_no, tasks, previous)
+                    tasks[name] = group.create_task(coro, name=f"{name}@{round_no}")
+                await tasks[self.team.output]
+                # Inputs a quorum did not wait for are no longer needed.
+                for pending in tasks.values():
+                    pending.cancel()
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
         return {n: t.result() for n, t in tasks.items() if not t.cancelled()}
 
     async def _node(
@@ -234,7 +250,10 @@ class _Run:
             inbox = [m for m in inbox if m.ok]
         request = self._request(agent, inbox)
         worst_case = _estimate_tokens(request) + agent.max_tokens * agent.samples
-        self.ledger.admit(worst_case)
+        try:
+            self.ledger.admit(worst_case)
+        except BudgetExceeded as error:
+            return _failure(msg_id, agent, round_no, inbox, f"not run: {error}")
         started = time.perf_counter()
         usage = Usage(calls=1)
         try:
@@ -314,6 +333,15 @@ def _failure(
     )
 
 
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped a round: a budget or quorum error rather than the group."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_error(error)
+        return error
+    return group
+
+
 def _estimate_tokens(request: ChatRequest) -> int:
-    """An upper-bound guess of prompt tokens (about 3 characters per token, plus template)."""
-    return sum(len(m["content"]) for m in request.messages) // 3 + 32
+    """A generous guess of prompt tokens: about 3 characters a token, plus a chat template."""
+    return sum(len(m["content"]) for m in request.messages) // 3 + 64

@@ -231,10 +231,19 @@ def _build_topology(
         aggregator = spec.aggregator.build() if spec.aggregator else None
         if aggregator is None and combiner is None:
             aggregator = Majority()
-        return tree(leaves, aggregator, branching=spec.branching, depth=spec.depth,
-                    combiner=combiner, context_lengths=context, name=name)
+        return tree(
+            leaves,
+            aggregator,
+            branching=spec.branching,
+            depth=spec.depth,
+            combiner=combiner,
+            context_lengths=context,
+            name=name,
+        )
     if isinstance(spec, GroupsSpec):
-        members = {g: _pick(agents, names, f"topology.groups.{g}") for g, names in spec.groups.items()}
+        members = {
+            g: _pick(agents, names, f"topology.groups.{g}") for g, names in spec.groups.items()
+        }
         return groups(members, spec.aggregator.build(), links=spec.links, name=name)
     assert isinstance(spec, CustomSpec)
     nodes: list[Node] = list(agents.values())
@@ -287,8 +296,12 @@ def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
         if isinstance(spec, OpenAIModel):
             key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else None
             clients[name] = OpenAIClient(
-                spec.base_url, api_key=key, max_concurrency=spec.max_concurrency,
-                timeout_s=spec.timeout_s, retries=spec.retries, model=spec.served_name,
+                spec.base_url,
+                api_key=key,
+                max_concurrency=spec.max_concurrency,
+                timeout_s=spec.timeout_s,
+                retries=spec.retries,
+                model=spec.served_name,
             )
         else:
             from agentfab.serving.embedded import EmbeddedClient
@@ -337,15 +350,35 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
-_TAGS = {"star", "chain", "tree", "groups", "custom", "embedded", "openai", "majority",
-         "function-after[_agents_known(), Pipeline]"}
+_TAGS = {
+    "star",
+    "chain",
+    "tree",
+    "groups",
+    "custom",
+    "embedded",
+    "openai",
+    "majority",
+    "function-after[_agents_known(), Pipeline]",
+}
 
 
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     models: list[type[BaseModel]] = [
-        Pipeline, AgentSpec, EmbeddedModel, OpenAIModel, StarSpec, ChainSpec, TreeSpec,
-        GroupsSpec, CustomSpec, AggregateNodeSpec, MajoritySpec, TaskSpec, RunSettings,
+        Pipeline,
+        AgentSpec,
+        EmbeddedModel,
+        OpenAIModel,
+        StarSpec,
+        ChainSpec,
+        TreeSpec,
+        GroupsSpec,
+        CustomSpec,
+        AggregateNodeSpec,
+        MajoritySpec,
+        TaskSpec,
+        RunSettings,
     ]
     for model in models:
         names.update(model.model_fields)

@@ -58,7 +58,9 @@ class Team:
         for src, dst in edges:
             for end in (src, dst):
                 if end not in graph:
-                    raise ConfigError(f"team {name!r}: edge {src}->{dst} names unknown node {end!r}")
+                    raise ConfigError(
+                        f"team {name!r}: edge {src}->{dst} names unknown node {end!r}"
+                    )
             graph.add_edge(src, dst)
         return cls(graph=graph, name=name)
 
@@ -69,7 +71,8 @@ class Team:
     @property
     def output(self) -> str:
         """The node whose message is the team's answer."""
-        return next(n for n in self.graph if self.graph.out_degree(n) == 0)
+        name: str = next(n for n in self.graph if self.graph.out_degree(n) == 0)
+        return name
 
     def inputs(self, name: str) -> list[str]:
         """Nodes `name` reads, in a stable order."""
@@ -90,7 +93,9 @@ class Team:
         """
         peers = {name}
         for reader in self.graph.successors(name):
-            peers.update(p for p in self.graph.predecessors(reader) if isinstance(self.node(p), Agent))
+            peers.update(
+                p for p in self.graph.predecessors(reader) if isinstance(self.node(p), Agent)
+            )
         return sorted(peers)
 
     def validate(self, context_lengths: Mapping[str, int] | None = None) -> None:

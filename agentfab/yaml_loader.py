@@ -18,8 +18,10 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise ConfigError(f"line {event.start_mark.line + 1}: YAML aliases (*name) are not allowed")
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise ConfigError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*name) are not allowed"
+            )
         return super().compose_node(parent, index)
 
 

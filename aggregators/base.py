@@ -59,7 +59,10 @@ class Aggregator(Protocol):
     Implementations must not depend on the order of `messages`.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """A short name for traces and reports."""
+        ...
 
     async def aggregate(
         self, task: Task, messages: Sequence[Message], ctx: AggregationContext

@@ -9,9 +9,7 @@ from agentfab.messages import Task
 
 FORMATS = ("letter", "number", "short", "text")
 
-_MARKER = re.compile(
-    r"(?:final\s+answer|answer)\s*(?:is|:|=|-)?\s*:?\s*(.+)", re.IGNORECASE
-)
+_MARKER = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|=|-)?\s*:?\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-+]?\.\d+")
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _LETTER_ALONE = re.compile(r"^\(?\s*([A-Z])\s*\)?[.):]?(?:\s|$)")
@@ -72,7 +70,9 @@ def _letter(text: str, choices: list[str] | None) -> str | None:
 def _choice_named(text: str, choices: list[str], letters: list[str]) -> str | None:
     """The letter of the one option whose text appears in the answer, if exactly one does."""
     said = normalise_text(_after_marker(text) or text)
-    named = [letter for letter, c in zip(letters, choices, strict=False) if normalise_text(c) in said]
+    named = [
+        letter for letter, c in zip(letters, choices, strict=False) if normalise_text(c) in said
+    ]
     return named[0] if len(named) == 1 else None
 
 

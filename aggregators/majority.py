@@ -33,6 +33,9 @@ class Majority:
         stats = vote_stats([m.answer for m in voters if m.answer is not None])
         stats["voters"] = len(voters)
         return ctx.decision(
-            inputs=messages, text=text, answer=winner, details=stats,
+            inputs=messages,
+            text=text,
+            answer=winner,
+            details=stats,
             confidence=stats["agreement"] if voters else None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from agentfab.agent import Agent
 from agentfab.errors import ConfigError
@@ -12,5 +13,5 @@ from agentfab.team import Team
 def chain(agents: Sequence[Agent], *, name: str = "chain") -> Team:
     if not agents:
         raise ConfigError(f"team {name!r}: chain needs at least one agent")
-    edges = [(a.name, b.name) for a, b in zip(agents, agents[1:], strict=False)]
+    edges = [(a.name, b.name) for a, b in pairwise(agents)]
     return Team.from_edges(agents, edges, name=name)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
 from agentfab.errors import ConfigError
-from agentfab.team import Aggregate, Team
+from agentfab.team import Aggregate, Node, Team
 
 
 def star(
@@ -21,5 +21,5 @@ def star(
     """Workers answer independently; the hub aggregates (as soon as `quorum` answered)."""
     if not workers:
         raise ConfigError(f"team {name!r}: star needs at least one worker")
-    nodes = [*workers, Aggregate(hub, aggregator, quorum)]
+    nodes: list[Node] = [*workers, Aggregate(hub, aggregator, quorum)]
     return Team.from_edges(nodes, [(w.name, hub) for w in workers], name=name)

