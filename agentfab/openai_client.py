@@ -1,9 +1,13 @@
-"""`LLMClient` for OpenAI-compatible servers (vLLM first), over `httpx.AsyncClient`.
+"""`LLMClient` for OpenAI-compatible servers (vLLM first), over an httpx transport.
 
-The transport under httpx was chosen by measurement (benchmarks/overhead.py, 1,000 calls
-at 64 in flight): httpcore's pool spends several times the CPU of aiohttp per call, so
-the default is `AiohttpSessionTransport`, a buffered transport over one aiohttp session.
-Any httpx transport can be injected instead (tests use that to produce wire-level faults).
+Requests are `httpx.Request`s handed to an `httpx.AsyncBaseTransport`, which returns
+`httpx.Response`s: httpx's API at the I/O seam, so tests inject wire-level faults and any
+httpx transport can be used. Both layers were chosen by measurement (benchmarks/overhead.py,
+client CPU per call at 64 in flight): httpcore's pool spends 15-30x the CPU of bare aiohttp,
+so the default transport is `AiohttpSessionTransport`, a buffered transport over one aiohttp
+session; and `httpx.AsyncClient`'s layer (URL and header merging, cookie jar, auth and
+redirect flows), which an API endpoint does not need, costs more than that transport adds,
+so the client calls the transport itself.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from agentfab.llm import ChatRequest, ChatResponse, Completion, TokenLogprob
 __all__ = ["AiohttpSessionTransport", "OpenAIClient"]
 
 _STRUCTURED_FIELD = "structured_outputs"
+_MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
+"""What parsing an answer of the wrong shape raises."""
 
 
 class OpenAIClient:
@@ -33,7 +39,8 @@ class OpenAIClient:
     429, 5xx, a connection error or a timeout is retried `retries` times with exponential
     backoff and jitter; every other failure, and the last one, raises `BackendError`
     naming the endpoint. `timeout_s` bounds connecting and waiting for the response of one
-    attempt.
+    attempt. `model`, when given, is the name the server serves the model under and replaces
+    `ChatRequest.model` (which may be the pipeline's own name for it).
     """
 
     def __init__(
@@ -47,8 +54,10 @@ class OpenAIClient:
         backoff_s: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
         supports_structured_choice: bool = True,
+        model: str | None = None,
     ) -> None:
         self.endpoint = base_url.rstrip("/")
+        self.model = model
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
         self._timeout_s = timeout_s
@@ -59,25 +68,21 @@ class OpenAIClient:
         headers = {"content-type": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=timeout_s,
-            transport=transport or AiohttpSessionTransport(max_connections=max_concurrency),
-            # Environment proxies would be mounted beside the chosen transport and bypass it;
-            # model servers are addressed directly.
-            trust_env=False,
-        )
+        self._headers = httpx.Headers(headers)
+        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+        self._transport = transport or AiohttpSessionTransport(max_connections=max_concurrency)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         structured = self._structured_choice and bool(request.choices)
-        response = await self._send(self._chat_url, _chat_body(request, structured))
+        model = self.model or request.model
+        response = await self._send(self._chat_url, _chat_body(request, model, structured))
         if structured and _rejects_structured_choice(response):
             # This server does not know the field: prompt plainly, now and from now on.
             self._structured_choice = False
-            response = await self._send(self._chat_url, _chat_body(request, False))
+            response = await self._send(self._chat_url, _chat_body(request, model, False))
         try:
             return _parse_chat(self._payload(response))
-        except (KeyError, TypeError, ValueError) as exc:
+        except _MALFORMED as exc:
             raise self._malformed(exc) from exc
 
     async def list_models(self) -> list[str]:
@@ -85,11 +90,11 @@ class OpenAIClient:
         response = await self._send(self._models_url, None)
         try:
             return [card["id"] for card in self._payload(response)["data"]]
-        except (KeyError, TypeError, ValueError) as exc:
+        except _MALFORMED as exc:
             raise self._malformed(exc) from exc
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> OpenAIClient:
         return self
@@ -104,41 +109,57 @@ class OpenAIClient:
         while True:
             attempt += 1
             try:
-                async with self._slots:
-                    response = await self._http.request(method, url, content=content)
+                response = await self._exchange(method, url, content)
             except httpx.TransportError as exc:  # the one place transport errors become ours
-                if attempt > self._retries or not _is_transient(exc):
-                    raise self._failure(*_describe(exc, self._timeout_s), attempt) from exc
+                transient = _is_transient(exc)
+                if attempt > self._retries or not transient:
+                    what, detail = _describe(exc, self._timeout_s)
+                    raise self._failure(what, detail, attempt, retryable=transient) from exc
             else:
                 status = response.status_code
                 if status != 429 and status < 500:
                     return response
                 if attempt > self._retries:
-                    raise self._failure(f"HTTP {status}", _server_message(response), attempt)
+                    detail = _server_message(response)
+                    raise self._failure(f"HTTP {status}", detail, attempt, retryable=True)
             await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+
+    async def _exchange(self, method: str, url: httpx.URL, content: bytes | None) -> httpx.Response:
+        request = httpx.Request(
+            method, url, headers=self._headers, content=content, extensions=self._extensions
+        )
+        async with self._slots:
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()  # hands a streaming transport's connection back
+        return response
 
     def _payload(self, response: httpx.Response) -> Any:
         if response.is_success:
             return json.loads(response.content)
-        status = response.status_code
-        raise self._failure(f"HTTP {status}", _server_message(response), 1)
+        what = f"HTTP {response.status_code}"
+        raise self._failure(what, _server_message(response), 1, retryable=False)
 
-    def _failure(self, what: str, detail: str, attempts: int) -> BackendError:
+    def _failure(self, what: str, detail: str, attempts: int, *, retryable: bool) -> BackendError:
         message = f"{self.endpoint}: {what}"
         if attempts > 1:
             message += f" after {attempts} attempts"
         if detail:
             message += f": {detail}"
-        return BackendError(message, endpoint=self.endpoint, retryable=attempts > 1)
+        return BackendError(message, endpoint=self.endpoint, retryable=retryable)
 
     def _malformed(self, exc: Exception) -> BackendError:
         detail = _one_line(f"{type(exc).__name__}: {exc}")
-        return BackendError(f"{self.endpoint}: malformed response: {detail}", endpoint=self.endpoint)
+        return BackendError(
+            f"{self.endpoint}: malformed response: {detail}", endpoint=self.endpoint
+        )
 
 
-def _chat_body(request: ChatRequest, structured: bool) -> bytes:
+def _chat_body(request: ChatRequest, model: str, structured: bool) -> bytes:
     body: dict[str, Any] = {
-        "model": request.model,
+        "model": model,
         "messages": request.messages,
         "temperature": request.temperature,
         "top_p": request.top_p,
@@ -197,6 +218,8 @@ def _is_transient(exc: httpx.TransportError) -> bool:
 
 def _describe(exc: httpx.TransportError, timeout_s: float) -> tuple[str, str]:
     """(what happened, detail) for an error message."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {timeout_s:g}s", ""
     if isinstance(exc, httpx.TimeoutException):
         return f"no response within {timeout_s:g}s", ""
     if isinstance(exc, httpx.ConnectError):
@@ -218,13 +241,16 @@ def _refused(exc: BaseException) -> bool:
 
 
 def _server_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI's and vLLM's `error.message`, FastAPI's `detail`."""
     try:
-        data = json.loads(response.content)
-        error = data.get("error", data)
-        message = error.get("message", error) if isinstance(error, dict) else error
+        error = json.loads(response.content)
     except ValueError:
-        message = response.text
-    return _one_line(message)
+        return _one_line(response.text)
+    if isinstance(error, dict):
+        error = error.get("error", error)
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("detail") or error
+    return _one_line(error)
 
 
 def _one_line(text: object, limit: int = 300) -> str:
@@ -235,8 +261,9 @@ def _one_line(text: object, limit: int = 300) -> str:
 class AiohttpSessionTransport(httpx.AsyncBaseTransport):
     """An httpx transport over one `aiohttp.ClientSession`, with buffered bodies.
 
-    Minimal work per request: no streaming, no cookie jar, no decompression (httpx
-    decodes). Honours httpx's connect/read/pool timeouts and raises httpx's exceptions.
+    Minimal work per request: bodies are bytes both ways (no streaming), no cookie jar, no
+    decompression (httpx decodes). Honours httpx's connect/read/pool timeouts and raises
+    httpx's exceptions, so it can stand in for httpx's own transport.
     """
 
     def __init__(self, *, max_connections: int = 100, keepalive_s: float = 30.0) -> None:
@@ -250,9 +277,10 @@ class AiohttpSessionTransport(httpx.AsyncBaseTransport):
             async with session.request(
                 request.method,
                 str(request.url),
-                headers=request.headers,
+                headers=request.headers.multi_items(),
                 data=request.content or None,
-                timeout=_aiohttp_timeout(**request.extensions.get("timeout", {})),
+                timeout=_aiohttp_timeout(request.extensions.get("timeout")),
+                allow_redirects=False,  # an httpx transport returns redirects as they come
             ) as response:
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -275,16 +303,21 @@ class AiohttpSessionTransport(httpx.AsyncBaseTransport):
         return self._session
 
 
+def _aiohttp_timeout(timeout: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
+    if not timeout:
+        return _NO_TIMEOUT
+    return _cached_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+
+
 @lru_cache(maxsize=8)
-def _aiohttp_timeout(
-    connect: float | None = None,
-    read: float | None = None,
-    write: float | None = None,
-    pool: float | None = None,
+def _cached_timeout(
+    connect: float | None, read: float | None, pool: float | None
 ) -> aiohttp.ClientTimeout:
     # aiohttp has no write timeout; its `connect` covers waiting for a pooled connection.
     return aiohttp.ClientTimeout(connect=pool, sock_connect=connect, sock_read=read)
 
+
+_NO_TIMEOUT = aiohttp.ClientTimeout()
 
 _HTTPX_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),

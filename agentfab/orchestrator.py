@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -248,7 +249,7 @@ class _Run:
         if round_no > 1:
             inbox += [previous[p] for p in self.team.peers(agent.name) if p in previous]
             inbox = [m for m in inbox if m.ok]
-        request = self._request(agent, inbox)
+        request = self._request(agent, inbox, round_no)
         worst_case = _estimate_tokens(request) + agent.max_tokens * agent.samples
         try:
             self.ledger.admit(worst_case)
@@ -269,7 +270,7 @@ class _Run:
         finally:
             self.ledger.settle(worst_case, usage)
 
-    def _request(self, agent: Agent, inbox: Sequence[Message]) -> ChatRequest:
+    def _request(self, agent: Agent, inbox: Sequence[Message], round_no: int) -> ChatRequest:
         return ChatRequest(
             messages=build_messages(self.task, inbox, agent, self.format),
             model=agent.model,
@@ -277,7 +278,7 @@ class _Run:
             top_p=agent.top_p,
             max_tokens=agent.max_tokens,
             n=agent.samples,
-            seed=agent.seed if agent.seed is not None else self.settings.seed,
+            seed=_agent_seed(agent, self.settings.seed, round_no),
         )
 
     def _message(
@@ -331,6 +332,13 @@ def _failure(
         usage=usage or Usage(),
         error=error,
     )
+
+
+def _agent_seed(agent: Agent, run_seed: int | None, round_no: int) -> int | None:
+    """Each agent and round samples differently, reproducibly: one run seed must not make clones."""
+    if agent.seed is not None or run_seed is None:
+        return agent.seed
+    return zlib.crc32(f"{run_seed}/{agent.name}/{round_no}".encode())
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -109,3 +109,14 @@ def test_cli_run_writes_json_and_a_trace(tmp_path: Path) -> None:
     assert len(lines) == 7 and lines[-1]["event"] == "result"
     assert {line["id"] for line in lines[:-1]} == {m["id"] for m in result["messages"]}
     assert lines[-1]["answer"] == result["answer"]
+
+
+def test_sdk_example_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples/sdk_star.py")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 7 and lines[-1].startswith("answer:")
+    assert lines[5].startswith("hub@1")
