@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,26 +59,27 @@ class _Ledger:
     """Spent and reserved tokens and calls of one run; enforces the budget."""
 
     budget: Budget
-    spent: Usage = field(default_factory=Usage)
+    calls: int = 0
+    tokens: int = 0
     reserved_tokens: int = 0
     stopped: BudgetExceeded | None = None
     """Set once a call was refused: no call starts after that, calls in flight finish."""
 
     def admit(self, worst_case_tokens: int) -> None:
         b = self.budget
-        committed = self.spent.total_tokens + self.reserved_tokens + worst_case_tokens
-        if self.stopped is None and b.max_calls is not None and self.spent.calls >= b.max_calls:
+        committed = self.tokens + self.reserved_tokens + worst_case_tokens
+        if self.stopped is None and b.max_calls is not None and self.calls >= b.max_calls:
             self.stopped = BudgetExceeded(f"call budget of {b.max_calls} spent")
         elif self.stopped is None and b.max_tokens is not None and committed > b.max_tokens:
             self.stopped = BudgetExceeded(f"token budget of {b.max_tokens} would be exceeded")
         if self.stopped is not None:
             raise self.stopped
-        self.spent += Usage(calls=1)
+        self.calls += 1
         self.reserved_tokens += worst_case_tokens
 
     def settle(self, worst_case_tokens: int, usage: Usage) -> None:
         self.reserved_tokens -= worst_case_tokens
-        self.spent += usage.model_copy(update={"calls": 0})
+        self.tokens += usage.prompt_tokens + usage.completion_tokens
 
 
 class Orchestrator:
@@ -163,7 +164,11 @@ class _Run:
         position = {name: i for i, name in enumerate(self.team.order())}
         messages = sorted(self.messages, key=lambda m: (m.round, position[m.sender]))
         final = messages[-1] if complete and messages else None
-        usage = sum((m.usage for m in messages), Usage())
+        usage = Usage(
+            prompt_tokens=sum(m.usage.prompt_tokens for m in messages),
+            completion_tokens=sum(m.usage.completion_tokens for m in messages),
+            calls=sum(m.usage.calls for m in messages),
+        )
         return Result(
             team=self.team.name,
             task=self.task,

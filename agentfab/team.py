@@ -36,7 +36,11 @@ Node = Agent | Aggregate
 
 @dataclass
 class Team:
-    """A validated communication graph. Build one with `agentfab.topologies`."""
+    """A validated communication graph. Build one with `agentfab.topologies`.
+
+    A team is not changed after it is built (its run order is computed once,
+    off the hot path); to change one, build another.
+    """
 
     graph: nx.DiGraph
     name: str = "team"
@@ -45,6 +49,8 @@ class Team:
 
     def __post_init__(self) -> None:
         self.validate()
+        self._order: list[str] = list(nx.lexicographical_topological_sort(self.graph))
+        self._inputs = {n: sorted(self.graph.predecessors(n)) for n in self._order}
 
     @classmethod
     def from_edges(
@@ -71,19 +77,18 @@ class Team:
     @property
     def output(self) -> str:
         """The node whose message is the team's answer."""
-        name: str = next(n for n in self.graph if self.graph.out_degree(n) == 0)
-        return name
+        return self._order[-1]  # every node reaches the single output, so it comes last
 
     def inputs(self, name: str) -> list[str]:
         """Nodes `name` reads, in a stable order."""
-        return sorted(self.graph.predecessors(name))
+        return self._inputs[name]
 
     def agents(self) -> list[Agent]:
-        return [n for n in (self.node(x) for x in self.order()) if isinstance(n, Agent)]
+        return [n for n in (self.node(x) for x in self._order) if isinstance(n, Agent)]
 
     def order(self) -> list[str]:
         """Nodes in a stable topological order."""
-        return list(nx.lexicographical_topological_sort(self.graph))
+        return self._order
 
     def peers(self, name: str) -> list[str]:
         """Agents whose outputs meet `name`'s at a common reader (itself included).

@@ -1,0 +1,205 @@
+"""OpenAIClient against the scripted server: the wire format, retries, faults and limits.
+
+A real vLLM server cannot fail on demand; the scripted one speaks the same wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from agentfab.errors import BackendError
+from agentfab.llm import ChatRequest, TokenLogprob
+from agentfab.openai_client import OpenAIClient
+from agentfab.serving.scripted import ScriptedServer
+
+QUESTION = ChatRequest(messages=[{"role": "user", "content": "Which is largest?"}], model="m")
+
+TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport | None]] = {
+    "default": lambda: None,
+    "httpcore": httpx.AsyncHTTPTransport,
+}
+"""Faults must read the same whichever transport carries the requests."""
+
+
+def fast_client(base_url: str, **options: Any) -> OpenAIClient:
+    """A client that retries without noticeable waiting."""
+    return OpenAIClient(base_url, backoff_s=0.001, **options)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_samples_logprobs_and_usage_are_parsed() -> None:
+    server = ScriptedServer("Answer: B")
+    request = ChatRequest(
+        messages=QUESTION.messages,
+        model="m",
+        n=3,
+        logprobs=True,
+        top_logprobs=2,
+        seed=7,
+        stop=["\n"],
+    )
+    async with server as base_url, OpenAIClient(base_url) as client:
+        response = await client.chat(request)
+
+    assert [c.text for c in response.completions] == ["Answer: B"] * 3
+    assert {c.finish_reason for c in response.completions} == {"stop"}
+    first = response.completions[0].logprobs
+    assert first is not None
+    assert [t.token for t in first] == ["Answer:", " B"]
+    assert first[1] == TokenLogprob(token=" B", logprob=-0.25, top={" B": -0.25, "<alt1>": -2.25})
+    assert (response.prompt_tokens, response.completion_tokens) == (3, 6)
+    assert response.model == "m"
+    body = server.requests[0]
+    assert (body["n"], body["seed"], body["stop"]) == (3, 7, ["\n"])
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
+
+
+async def test_no_logprobs_unless_asked() -> None:
+    async with ScriptedServer() as base_url, OpenAIClient(base_url) as client:
+        response = await client.chat(QUESTION)
+    assert response.completions[0].logprobs is None
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_transient_statuses_are_retried(status: int) -> None:
+    server = ScriptedServer(faults=[status, status])
+    async with server as base_url, fast_client(base_url, retries=3) as client:
+        response = await client.chat(QUESTION)
+    assert response.completions[0].text == "Answer: B"
+    assert len(server.requests) == 3
+
+
+async def test_retries_are_bounded() -> None:
+    server = ScriptedServer(faults=[500] * 5)
+    async with server as base_url, fast_client(base_url, retries=2) as client:
+        with pytest.raises(BackendError) as caught:
+            await client.chat(QUESTION)
+    assert str(caught.value) == f"{base_url}: HTTP 500 after 3 attempts: scripted fault 500"
+    assert caught.value.endpoint == base_url
+    assert len(server.requests) == 3
+
+
+async def test_client_errors_are_not_retried() -> None:
+    server = ScriptedServer(faults=[400])
+    async with server as base_url, fast_client(base_url) as client:
+        with pytest.raises(BackendError) as caught:
+            await client.chat(QUESTION)
+    assert str(caught.value) == f"{base_url}: HTTP 400: scripted fault 400"
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS.values(), ids=TRANSPORTS.keys())
+async def test_connection_refused_names_the_endpoint(
+    transport: Callable[[], httpx.AsyncBaseTransport | None],
+) -> None:
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+    async with fast_client(base_url, retries=2, transport=transport()) as client:
+        with pytest.raises(BackendError) as caught:
+            await client.chat(QUESTION)
+    assert str(caught.value) == f"{base_url}: connection refused after 3 attempts"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS.values(), ids=TRANSPORTS.keys())
+async def test_a_hanging_server_times_out(
+    transport: Callable[[], httpx.AsyncBaseTransport | None],
+) -> None:
+    server = ScriptedServer(faults=["hang", "hang"])
+    async with server as base_url:
+        client = fast_client(base_url, timeout_s=0.2, retries=1, transport=transport())
+        async with client:
+            with pytest.raises(BackendError) as caught:
+                await client.chat(QUESTION)
+    assert str(caught.value) == f"{base_url}: no response within 0.2s after 2 attempts"
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS.values(), ids=TRANSPORTS.keys())
+async def test_a_dropped_connection_is_retried(
+    transport: Callable[[], httpx.AsyncBaseTransport | None],
+) -> None:
+    server = ScriptedServer(faults=["drop"])
+    async with server as base_url, fast_client(base_url, transport=transport()) as client:
+        response = await client.chat(QUESTION)
+    assert response.completions[0].text == "Answer: B"
+    assert len(server.requests) == 2
+
+
+async def test_concurrency_limit_is_honoured() -> None:
+    server = ScriptedServer(latency_s=0.05)
+    async with server as base_url, OpenAIClient(base_url, max_concurrency=4) as client:
+        await asyncio.gather(*(client.chat(QUESTION) for _ in range(20)))
+    assert server.max_in_flight == 4
+
+
+async def test_structured_choice_is_sent() -> None:
+    server = ScriptedServer("I would say Jupiter")
+    request = ChatRequest(messages=QUESTION.messages, model="m", choices=["A", "B"])
+    async with server as base_url, OpenAIClient(base_url) as client:
+        response = await client.chat(request)
+    assert server.requests[0]["structured_outputs"] == {"choice": ["A", "B"]}
+    assert response.completions[0].text == "A"
+
+
+async def test_structured_choice_falls_back_to_prompting_once_rejected() -> None:
+    server = ScriptedServer(reject_fields=["structured_outputs"])
+    request = ChatRequest(messages=QUESTION.messages, model="m", choices=["A", "B"])
+    async with server as base_url, fast_client(base_url) as client:
+        first = await client.chat(request)
+        await client.chat(request)
+    assert first.completions[0].text == "Answer: B"
+    assert ["structured_outputs" in body for body in server.requests] == [True, False, False]
+
+
+async def test_structured_choice_can_be_switched_off() -> None:
+    server = ScriptedServer()
+    request = ChatRequest(messages=QUESTION.messages, model="m", choices=["A", "B"])
+    async with (
+        server as base_url,
+        OpenAIClient(base_url, supports_structured_choice=False) as client,
+    ):
+        await client.chat(request)
+    assert "structured_outputs" not in server.requests[0]
+
+
+async def test_the_served_name_replaces_the_requested_model() -> None:
+    server = ScriptedServer()
+    async with server as base_url, OpenAIClient(base_url, model="served") as client:
+        await client.chat(QUESTION)
+    assert server.requests[0]["model"] == "served"
+
+
+async def test_list_models() -> None:
+    async with ScriptedServer(model="smol") as base_url, OpenAIClient(base_url) as client:
+        assert await client.list_models() == ["smol"]
+
+
+async def test_api_key_is_sent_as_bearer_token() -> None:
+    seen: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    transport = httpx.MockTransport(record)
+    async with OpenAIClient("http://x/v1", api_key="k", transport=transport) as client:
+        assert await client.list_models() == []
+    assert seen == ["Bearer k"]
+
+
+async def test_a_malformed_answer_is_a_backend_error() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"choices": 3}))
+    async with OpenAIClient("http://x/v1", transport=transport) as client:
+        with pytest.raises(BackendError, match=r"^http://x/v1: malformed response: TypeError"):
+            await client.chat(QUESTION)
