@@ -120,8 +120,9 @@ async def _run_async(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Re
     clients = build_clients(pipeline)
     try:
         await _check_endpoints(pipeline, clients)
-        on_message = (lambda m: _write_event(trace, m)) if trace is not None else None
-        orchestrator = Orchestrator(clients, pipeline.run, on_message=on_message)
+        orchestrator = Orchestrator(
+            clients, pipeline.run, on_message=lambda message: _on_message(message, trace)
+        )
         result = await orchestrator.run(pipeline.build_team(), task)
         if trace is not None:
             _finish_trace(trace, result.model_dump(mode="json", exclude={"messages"}))
@@ -153,10 +154,15 @@ def _open_trace(path: Path | None) -> TextIO | None:
         raise ConfigError(f"--trace {path}: cannot write ({error.strerror})") from None
 
 
-def _write_event(trace: TextIO, message: Message) -> None:
-    # Written and flushed as each message arrives, so an interrupted run keeps its work.
-    trace.write(message.model_dump_json() + "\n")
-    trace.flush()
+def _on_message(message: Message, trace: TextIO | None) -> None:
+    """Progress on stderr; the trace written and flushed as each message arrives,
+    so an interrupted run keeps its work."""
+    status = f"error: {message.error}" if message.error else f"answer: {message.answer}"
+    cost = f"{message.usage.total_tokens} tokens, {message.latency_s:.1f}s"
+    print(f"  {message.id:<16} {message.kind:<9} {status}  ({cost})", file=sys.stderr)
+    if trace is not None:
+        trace.write(message.model_dump_json() + "\n")
+        trace.flush()
 
 
 def _finish_trace(trace: TextIO | None, summary: dict[str, object]) -> None:
@@ -166,9 +172,6 @@ def _finish_trace(trace: TextIO | None, summary: dict[str, object]) -> None:
 
 
 def _print_summary(result: Result) -> None:
-    for message in result.messages:
-        status = f"error: {message.error}" if message.error else f"answer: {message.answer}"
-        print(f"  {message.id:<16} {message.kind:<9} {status}")
     usage = result.usage
     print(f"answer: {result.answer}")
     print(
