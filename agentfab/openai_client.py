@@ -285,7 +285,11 @@ class AiohttpSessionTransport(httpx.AsyncBaseTransport):
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _as_httpx_error(exc, request) from exc
-        return httpx.Response(response.status, headers=response.raw_headers, content=body)
+        # A ready byte stream, not `content=`: httpx would re-derive Content-Length and
+        # other headers for `content`, which costs more CPU than the whole aiohttp read.
+        return httpx.Response(
+            response.status, headers=response.raw_headers, stream=httpx.ByteStream(body)
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:

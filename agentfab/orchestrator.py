@@ -222,7 +222,9 @@ class _Run:
         needed = node.quorum or len(inputs)
         answered: list[Message] = []
         failed: list[Message] = []
-        for next_done in asyncio.as_completed(inputs):
+        # Only a quorum needs answers in arrival order; awaiting in turn is cheaper.
+        arrivals = asyncio.as_completed(inputs) if node.quorum else inputs
+        for next_done in arrivals:
             message = await next_done
             (answered if message.ok else failed).append(message)
             if len(answered) >= needed:
