@@ -243,8 +243,27 @@ class _Run:
             clients=self.clients,
             answer_format=self.format,
             seed=self.settings.seed,
+            call=self._call_model,
         )
         return await node.aggregator.aggregate(self.task, inputs, ctx)
+
+    async def _call_model(self, model: str, request: ChatRequest) -> ChatResponse:
+        """An aggregator's own model call (judge, synthesiser), inside the budget."""
+        if model not in self.clients:
+            raise ConfigError(f"an aggregator asked for model {model!r}, which has no client")
+        worst_case = _estimate_tokens(request) + request.max_tokens * request.n
+        self.ledger.admit(worst_case)
+        usage = Usage(calls=1)
+        try:
+            response = await self.clients[model].chat(request)
+            usage = Usage(
+                prompt_tokens=response.prompt_tokens,
+                completion_tokens=response.completion_tokens,
+                calls=1,
+            )
+            return response
+        finally:
+            self.ledger.settle(worst_case, usage)
 
     async def _act(
         self, agent: Agent, inputs: list[Message], round_no: int, previous: Mapping[str, Message]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from agentfab.llm import LLMClient
+from agentfab.errors import ConfigError
+from agentfab.llm import ChatRequest, ChatResponse, LLMClient
 from agentfab.messages import Message, Task, Usage
 
 
@@ -24,6 +25,17 @@ class AggregationContext:
     answer_format: str = "short"
     """How answers are extracted: `letter`, `number`, `short` or `text`."""
     seed: int | None = None
+    call: Callable[[str, ChatRequest], Awaitable[ChatResponse]] | None = None
+    """Set by the orchestrator: sends a request through the run's budget."""
+
+    async def chat(self, model: str, request: ChatRequest) -> ChatResponse:
+        """Ask `model` (a judge, a synthesiser); counted against the run's budget."""
+        if self.call is not None:
+            return await self.call(model, request)
+        if model not in self.clients:
+            known = ", ".join(sorted(self.clients)) or "none"
+            raise ConfigError(f"node {self.node!r}: no client for model {model!r} (known: {known})")
+        return await self.clients[model].chat(request)
 
     def decision(
         self,
