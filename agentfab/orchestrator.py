@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import AggregationContext
+from agentfab.aggregators.confidence import logprob_confidence, stated_confidence
 from agentfab.aggregators.extract import FORMATS, answer_format_for, extract_answer
 from agentfab.aggregators.majority import plurality
 from agentfab.errors import (
@@ -52,6 +55,8 @@ class RunSettings(BaseModel):
     """`auto` (letters for multiple choice, else short), `letter`, `number`, `short`, `text`."""
     budget: Budget = Budget()
     seed: int | None = None
+    stop_on_consensus: bool = False
+    """End a multi-round run early once every agent of a round gives the same answer."""
 
 
 @dataclass
@@ -80,6 +85,22 @@ class _Ledger:
     def settle(self, worst_case_tokens: int, usage: Usage) -> None:
         self.reserved_tokens -= worst_case_tokens
         self.tokens += usage.prompt_tokens + usage.completion_tokens
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What one model call gave: a response and its usage, or the error instead."""
+
+    response: ChatResponse | None
+    usage: Usage
+    error: str = ""
+    latency_s: float = 0.0
+
+    def sample(self, index: int) -> _Reply:
+        """The `index`-th sample alone; the call's usage goes with the first sample only."""
+        assert self.response is not None
+        alone = ChatResponse([self.response.completions[index]], model=self.response.model)
+        return _Reply(alone, self.usage if index == 0 else Usage(), latency_s=self.latency_s)
 
 
 class Orchestrator:
@@ -150,7 +171,21 @@ class _Run:
         self.format = answer_format_for(task, self.settings.answer_format)
         self.ledger = _Ledger(self.settings.budget)
         self.messages: list[Message] = []
+        self.inboxes: dict[tuple[str, int], list[Message]] = {}
         self.started = time.perf_counter()
+        # What the aggregators reading an agent need from it (a stated confidence, logprobs).
+        self.asks_confidence = self._agents_read_by("asks_confidence")
+        self.needs_logprobs = self._agents_read_by("needs_logprobs")
+
+    def _agents_read_by(self, wish: str) -> set[str]:
+        return {
+            agent
+            for name in self.team.order()
+            if isinstance(node := self.team.node(name), Aggregate)
+            and getattr(node.aggregator, wish, False)
+            for agent in self.team.inputs(name)
+            if isinstance(self.team.node(agent), Agent)
+        }
 
     async def execute(self) -> Result:
         previous: dict[str, Message] = {}
@@ -158,7 +193,13 @@ class _Run:
             previous = await self._round(round_no, previous)
             if self.ledger.stopped is not None:
                 break
+            if self.settings.stop_on_consensus and self._consensus(previous):
+                break
         return self.result(complete=True)
+
+    def _consensus(self, outputs: Mapping[str, Message]) -> bool:
+        answers = {m.answer for m in outputs.values() if m.kind == "agent" and m.ok}
+        return len(answers) == 1 and None not in answers
 
     def result(self, *, complete: bool) -> Result:
         position = {name: i for i, name in enumerate(self.team.order())}
@@ -210,10 +251,13 @@ class _Run:
         else:
             inputs = [m for m in await asyncio.gather(*(tasks[p] for p in self.team.inputs(name)))]
             message = await self._act(node, inputs, round_no, previous)
+        self._record(message)
+        return message
+
+    def _record(self, message: Message) -> None:
         self.messages.append(message)
         if self.on_message is not None:
             self.on_message(message)
-        return message
 
     async def _gather_quorum(
         self, node: Aggregate, inputs: Sequence[asyncio.Task[Message]]
@@ -244,6 +288,7 @@ class _Run:
             answer_format=self.format,
             seed=self.settings.seed,
             call=self._call_model,
+            sample=functools.partial(self._resample, node.name, round_no),
         )
         return await node.aggregator.aggregate(self.task, inputs, ctx)
 
@@ -275,14 +320,56 @@ class _Run:
         if round_no > 1:
             inbox += [previous[p] for p in self.team.peers(agent.name) if p in previous]
             inbox = [m for m in inbox if m.ok]
-        request = self._request(agent, inbox, round_no)
-        worst_case = _estimate_tokens(request) + agent.max_tokens * agent.samples
+        self.inboxes[agent.name, round_no] = inbox
+        reply = await self._ask(agent, self._request(agent, inbox, round_no, agent.samples))
+        if reply.response is None:
+            return _failure(msg_id, agent, round_no, inbox, reply.error, reply.usage)
+        return self._message(msg_id, agent, round_no, inbox, reply)
+
+    async def _resample(self, node: str, round_no: int, n: int) -> list[Message]:
+        """`n` more samples from the agents `node` reads, in turn, each agent's in one request.
+
+        For first-to-ahead-by-k voting: the aggregator asks only for what it still needs.
+        """
+        agents = [a for a in self.team.inputs(node) if isinstance(self.team.node(a), Agent)]
+        if not agents:
+            return []
+        drawn = sum(1 for m in self.messages if m.sender in agents and m.round == round_no)
+        shares = {a: 0 for a in agents}
+        for i in range(n):
+            shares[agents[(drawn + i) % len(agents)]] += 1
+        batches = await asyncio.gather(
+            *(self._more(a, round_no, k) for a, k in shares.items() if k > 0)
+        )
+        return [m for batch in batches for m in batch]
+
+    async def _more(self, name: str, round_no: int, n: int) -> list[Message]:
+        agent = self.team.node(name)
+        assert isinstance(agent, Agent)
+        inbox = self.inboxes.get((name, round_no), [])
+        first = 1 + sum(1 for m in self.messages if m.sender == name and m.round == round_no)
+        reply = await self._ask(agent, self._request(agent, inbox, round_no, n, sample=first))
+        ids = [f"{name}@{round_no}.{first + i}" for i in range(n)]
+        if reply.response is None:
+            messages = [_failure(ids[0], agent, round_no, inbox, reply.error, reply.usage)]
+        else:  # one message per sample; the request's usage is carried by the first
+            messages = [
+                self._message(msg_id, agent, round_no, inbox, reply.sample(i))
+                for i, msg_id in enumerate(ids[: len(reply.response.completions)])
+            ]
+        for message in messages:
+            self._record(message)
+        return messages
+
+    async def _ask(self, agent: Agent, request: ChatRequest) -> _Reply:
+        """One call inside the budget: the response and its usage, or why there is none."""
+        worst_case = _estimate_tokens(request) + request.max_tokens * request.n
         try:
             self.ledger.admit(worst_case)
         except BudgetExceeded as error:
-            return _failure(msg_id, agent, round_no, inbox, f"not run: {error}")
+            return _Reply(None, Usage(), error=f"not run: {error}")
         started = time.perf_counter()
-        usage = Usage(calls=1)
+        reply = _Reply(None, Usage(calls=1))
         try:
             response = await self.clients[agent.model].chat(request)
             usage = Usage(
@@ -290,21 +377,28 @@ class _Run:
                 completion_tokens=response.completion_tokens,
                 calls=1,
             )
-            return self._message(msg_id, agent, round_no, inbox, response, usage, started)
+            reply = _Reply(response, usage, latency_s=time.perf_counter() - started)
+            if not response.completions:
+                raise ModelOutputError(f"model {agent.model!r} returned no completion")
         except (BackendError, ModelOutputError) as error:
-            return _failure(msg_id, agent, round_no, inbox, str(error), usage)
+            reply = _Reply(None, reply.usage, error=str(error))
         finally:
-            self.ledger.settle(worst_case, usage)
+            self.ledger.settle(worst_case, reply.usage)
+        return reply
 
-    def _request(self, agent: Agent, inbox: Sequence[Message], round_no: int) -> ChatRequest:
+    def _request(
+        self, agent: Agent, inbox: Sequence[Message], round_no: int, n: int, sample: int = 0
+    ) -> ChatRequest:
+        ask_confidence = agent.name in self.asks_confidence
         return ChatRequest(
-            messages=build_messages(self.task, inbox, agent, self.format),
+            messages=build_messages(self.task, inbox, agent, self.format, ask_confidence),
             model=agent.model,
             temperature=agent.temperature,
             top_p=agent.top_p,
             max_tokens=agent.max_tokens,
-            n=agent.samples,
-            seed=_agent_seed(agent, self.settings.seed, round_no),
+            n=n,
+            seed=_agent_seed(agent, self.settings.seed, round_no, sample),
+            logprobs=agent.name in self.needs_logprobs,
         )
 
     def _message(
@@ -313,30 +407,32 @@ class _Run:
         agent: Agent,
         round_no: int,
         inbox: Sequence[Message],
-        response: ChatResponse,
-        usage: Usage,
-        started: float,
+        reply: _Reply,
     ) -> Message:
+        assert reply.response is not None
+        response = reply.response
         texts = [c.text for c in response.completions]
-        if not texts:
-            raise ModelOutputError(f"model {agent.model!r} returned no completion")
         answers = [extract_answer(t, self.format, self.task) for t in texts]
-        details = {}
-        answer, text = answers[0], texts[0]
+        details: dict[str, Any] = {}
+        chosen = 0
         if len(texts) > 1:  # several samples vote inside the agent
-            answer = plurality([a for a in answers if a is not None])
-            text = next((t for t, a in zip(texts, answers, strict=True) if a == answer), texts[0])
+            winner = plurality([a for a in answers if a is not None])
+            chosen = next((i for i, a in enumerate(answers) if a == winner), 0)
             details = {"samples": texts, "sample_answers": answers}
+        completion = response.completions[chosen]
+        if completion.logprobs:
+            details["logprob_confidence"] = logprob_confidence(completion.text, completion.logprobs)
         return Message(
             id=msg_id,
             sender=agent.name,
             round=round_no,
-            text=text,
-            answer=answer,
+            text=completion.text,
+            answer=answers[chosen],
+            confidence=stated_confidence(completion.text),
             inputs=[m.id for m in inbox],
             model=agent.model,
-            usage=usage,
-            latency_s=time.perf_counter() - started,
+            usage=reply.usage,
+            latency_s=reply.latency_s,
             details=details,
         )
 
@@ -360,11 +456,14 @@ def _failure(
     )
 
 
-def _agent_seed(agent: Agent, run_seed: int | None, round_no: int) -> int | None:
-    """Each agent and round samples differently, reproducibly: one run seed must not make clones."""
-    if agent.seed is not None or run_seed is None:
+def _agent_seed(agent: Agent, run_seed: int | None, round_no: int, sample: int) -> int | None:
+    """Each agent, round and resample draws differently, reproducibly: one seed, no clones."""
+    if run_seed is None and agent.seed is None:
+        return None
+    if agent.seed is not None and round_no == 1 and sample == 0:
         return agent.seed
-    return zlib.crc32(f"{run_seed}/{agent.name}/{round_no}".encode())
+    base = agent.seed if agent.seed is not None else run_seed
+    return zlib.crc32(f"{base}/{agent.name}/{round_no}/{sample}".encode())
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -24,25 +24,54 @@ def lettered(choices: Sequence[str]) -> str:
     return "\n".join(f"{chr(ord('A') + i)}) {c}" for i, c in enumerate(choices))
 
 
-def shared_text(task: Task, inbox: Sequence[Message], answer_format: str) -> str:
+CONFIDENCE_INSTRUCTION = "Then say how sure you are, from 0 to 1, as: Confidence: <number>"
+
+
+def shared_text(
+    task: Task, inbox: Sequence[Message], answer_format: str, ask_confidence: bool = False
+) -> str:
     """The part of the prompt every agent of a step sees identically."""
     parts = [task.prompt.strip()]
     if task.choices:
         parts.append(lettered(task.choices))
-    if inbox:
-        answers = "\n\n".join(f"[{m.sender}] {m.text.strip()}" for m in inbox)
-        parts.append(f"Answers so far:\n{answers}")
+    if len(inbox) == 1:
+        parts.append(f"An answer so far:\n[{inbox[0].sender}] {inbox[0].text.strip()}")
+    elif inbox:
+        parts.append(f"Answers so far, grouped by answer:\n{grouped(inbox)}")
     instruction = FORMAT_INSTRUCTIONS.get(answer_format, "")
     if instruction:
         parts.append(instruction)
+    if ask_confidence:
+        parts.append(CONFIDENCE_INSTRUCTION)
     return "\n\n".join(parts)
 
 
+def grouped(inbox: Sequence[Message]) -> str:
+    """Answers with who gave them and how sure they were, most supported first
+    (the round-table view of ReConcile); explanations follow each group."""
+    groups: dict[str, list[Message]] = {}
+    for message in sorted(inbox, key=lambda m: m.id):
+        groups.setdefault(message.answer or "(no clear answer)", []).append(message)
+    blocks = []
+    for answer, members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        who = ", ".join(
+            m.sender + (f" (confidence {m.confidence:.2f})" if m.confidence is not None else "")
+            for m in members
+        )
+        texts = "\n".join(f"  [{m.sender}] {m.text.strip()}" for m in members)
+        blocks.append(f"- {answer}: {who}\n{texts}")
+    return "\n".join(blocks)
+
+
 def build_messages(
-    task: Task, inbox: Sequence[Message], agent: Agent, answer_format: str
+    task: Task,
+    inbox: Sequence[Message],
+    agent: Agent,
+    answer_format: str,
+    ask_confidence: bool = False,
 ) -> list[dict[str, str]]:
     """One user turn: the shared text, then the agent's role."""
-    text = shared_text(task, inbox, answer_format)
+    text = shared_text(task, inbox, answer_format, ask_confidence)
     if agent.role.strip():
         text = f"{text}\n\n{agent.role.strip()}"
     return [{"role": "user", "content": text}]

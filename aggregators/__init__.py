@@ -1,17 +1,31 @@
 """Aggregators turn the many messages reaching a node into one."""
 
+from agentfab.aggregators.ahead_by_k import AheadByK
 from agentfab.aggregators.base import AggregationContext, Aggregator, canonical, vote_stats
+from agentfab.aggregators.confidence import (
+    Calibration,
+    ConfidenceWeighted,
+    fit_calibration,
+    logprob_confidence,
+    stated_confidence,
+)
 from agentfab.aggregators.extract import answer_format_for, extract_answer, normalise_text
 from agentfab.aggregators.majority import Majority, plurality
 
 __all__ = [
     "AggregationContext",
     "Aggregator",
+    "AheadByK",
+    "Calibration",
+    "ConfidenceWeighted",
     "Majority",
     "answer_format_for",
     "canonical",
     "extract_answer",
+    "fit_calibration",
+    "logprob_confidence",
     "normalise_text",
     "plurality",
+    "stated_confidence",
     "vote_stats",
 ]

@@ -27,6 +27,8 @@ class AggregationContext:
     seed: int | None = None
     call: Callable[[str, ChatRequest], Awaitable[ChatResponse]] | None = None
     """Set by the orchestrator: sends a request through the run's budget."""
+    sample: Callable[[int], Awaitable[list[Message]]] | None = None
+    """Set by the orchestrator: `n` more answers from the agents this node reads."""
 
     async def chat(self, model: str, request: ChatRequest) -> ChatResponse:
         """Ask `model` (a judge, a synthesiser); counted against the run's budget."""

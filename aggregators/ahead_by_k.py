@@ -1,0 +1,76 @@
+"""First-to-ahead-by-k voting (after MAKER): sample until one answer leads every other by k."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.errors import ConfigError
+from agentfab.messages import Message, Task, Usage
+
+
+def lead(counts: Counter[str]) -> tuple[str | None, int]:
+    """The leading answer (ties: alphabetically first) and its lead over the runner-up."""
+    if not counts:
+        return None, 0
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0
+    return ranked[0][0], ranked[0][1] - runner_up
+
+
+@dataclass(frozen=True)
+class AheadByK:
+    """Decide once an answer leads every other by `k` votes, or at `max_samples`.
+
+    The node's inputs are the first votes; then it asks the agents it reads
+    for more, never more than could still be needed: a lead grows by at most
+    one a sample, so it asks for `k - lead` (at most `batch`) at a time and
+    stops at the first sample that decides. Easy questions cost fewer tokens.
+    """
+
+    k: int = 2
+    max_samples: int = 10
+    batch: int = 4
+    name: str = "ahead_by_k"
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.max_samples < 1 or self.batch < 1:
+            raise ConfigError("ahead_by_k: k, max_samples and batch must be at least 1")
+
+    async def aggregate(
+        self, task: Task, messages: Sequence[Message], ctx: AggregationContext
+    ) -> Message:
+        votes = [m for m in canonical(messages) if m.ok and m.answer is not None]
+        drawn = [m for m in canonical(messages) if m.ok]
+        counts = Counter(m.answer for m in votes if m.answer is not None)
+        used = Usage()
+        leader, margin = lead(counts)
+        while margin < self.k and len(drawn) < self.max_samples and ctx.sample is not None:
+            wanted = min(self.k - margin, self.batch, self.max_samples - len(drawn))
+            fresh = await ctx.sample(wanted)
+            if not fresh:
+                break  # nobody left to ask
+            for message in fresh:
+                used += message.usage
+                if message.ok:
+                    drawn.append(message)
+                    if message.answer is not None:
+                        votes.append(message)
+                        counts[message.answer] += 1
+                leader, margin = lead(counts)
+                if margin >= self.k:
+                    break
+        stats = vote_stats([m.answer for m in votes if m.answer is not None])
+        stats.update(samples=len(drawn), decided=margin >= self.k, lead=margin, k=self.k)
+        # The extra samples are messages of their own in the trace, usage included;
+        # here they are only reported, so a run's usage counts every call once.
+        stats["extra_samples_usage"] = used.model_dump()
+        return ctx.decision(
+            inputs=messages,
+            text=next((m.text for m in votes if m.answer == leader), ""),
+            answer=leader,
+            details=stats,
+            confidence=stats["agreement"] if votes else None,
+        )
