@@ -126,3 +126,9 @@ def test_quorum_must_fit_fan_in() -> None:
 def test_duplicate_node_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="appears twice"):
         Team.from_edges(agents("a", "a"), [])
+
+
+def test_chain_with_a_vote_at_every_step() -> None:
+    team = chain(agents("x", "y"), vote=Majority())
+    assert sorted(team.graph.edges) == [("x", "x-vote"), ("x-vote", "y"), ("y", "y-vote")]
+    assert team.output == "y-vote"

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 
 from agentfab.agent import Agent
+from agentfab.aggregators.base import Aggregator
 from agentfab.errors import ConfigError
-from agentfab.team import Team
+from agentfab.team import Aggregate, Node, Team
 
 
-def chain(agents: Sequence[Agent], *, name: str = "chain") -> Team:
+def chain(agents: Sequence[Agent], *, vote: Aggregator | None = None, name: str = "chain") -> Team:
+    """Agents in order. With `vote`, every step's answer passes through an aggregate
+    node `<agent>-vote` (for example first-to-ahead-by-k) before the next agent reads it."""
     if not agents:
         raise ConfigError(f"team {name!r}: chain needs at least one agent")
-    edges = [(a.name, b.name) for a, b in pairwise(agents)]
-    return Team.from_edges(agents, edges, name=name)
+    nodes: list[Node] = list(agents)
+    steps = [a.name for a in agents]
+    edges: list[tuple[str, str]] = []
+    if vote is not None:
+        nodes += [Aggregate(f"{a.name}-vote", vote) for a in agents]
+        edges += [(a.name, f"{a.name}-vote") for a in agents]
+        steps = [f"{a.name}-vote" for a in agents]
+    edges += [(step, agent.name) for step, agent in zip(steps, agents[1:], strict=False)]
+    return Team.from_edges(nodes, edges, name=name)
