@@ -73,17 +73,20 @@ def _graph(args: argparse.Namespace) -> int:
     from agentfab import drawing
 
     team = load_pipeline(args.pipeline).build_team()
-    if args.format == "png":
-        if args.out is None:
-            raise ConfigError("graph --format png needs --out FILE")
-        drawing.to_png(team, args.out)
-        print(f"wrote {args.out}")
-        return 0
-    text = drawing.to_text(team) if args.format == "text" else drawing.to_mermaid(team)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    if args.format == "png" and args.out is None:
+        raise ConfigError("graph --format png needs --out FILE")
+    try:
+        if args.format == "png":
+            drawing.to_png(team, args.out)
+            print(f"wrote {args.out}")
+            return 0
+        text = drawing.to_text(team) if args.format == "text" else drawing.to_mermaid(team)
+        if args.out:
+            args.out.write_text(text + "\n")
+        else:
+            print(text)
+    except OSError as error:
+        raise ConfigError(f"--out {args.out}: cannot write ({error.strerror})") from None
     return 0
 
 

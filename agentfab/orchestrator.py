@@ -8,7 +8,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,7 +51,7 @@ class RunSettings(BaseModel):
 
     rounds: int = Field(default=1, ge=1, le=20)
     """Rounds of the whole graph; from round 2 each agent also reads its peers' last answers."""
-    answer_format: str = "auto"
+    answer_format: Literal["auto", "letter", "number", "short", "text"] = "auto"
     """`auto` (letters for multiple choice, else short), `letter`, `number`, `short`, `text`."""
     budget: Budget = Budget()
     seed: int | None = None
@@ -65,14 +65,16 @@ class _Ledger:
 
     budget: Budget
     calls: int = 0
-    tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     reserved_tokens: int = 0
     stopped: BudgetExceeded | None = None
     """Set once a call was refused: no call starts after that, calls in flight finish."""
 
     def admit(self, worst_case_tokens: int) -> None:
         b = self.budget
-        committed = self.tokens + self.reserved_tokens + worst_case_tokens
+        committed = self.prompt_tokens + self.completion_tokens
+        committed += self.reserved_tokens + worst_case_tokens
         if self.stopped is None and b.max_calls is not None and self.calls >= b.max_calls:
             self.stopped = BudgetExceeded(f"call budget of {b.max_calls} spent")
         elif self.stopped is None and b.max_tokens is not None and committed > b.max_tokens:
@@ -84,7 +86,16 @@ class _Ledger:
 
     def settle(self, worst_case_tokens: int, usage: Usage) -> None:
         self.reserved_tokens -= worst_case_tokens
-        self.tokens += usage.prompt_tokens + usage.completion_tokens
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+
+    def usage(self) -> Usage:
+        """Every call admitted, cancelled ones included (their tokens are unknown)."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            calls=self.calls,
+        )
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,11 @@ class _Run:
                 break
             if self.settings.stop_on_consensus and self._consensus(previous):
                 break
+        output = previous[self.team.output]
+        if not output.ok:
+            raise QuorumNotReached(
+                f"the output node {output.sender!r} produced no answer: {output.error}"
+            )
         return self.result(complete=True)
 
     def _consensus(self, outputs: Mapping[str, Message]) -> bool:
@@ -205,18 +221,13 @@ class _Run:
         position = {name: i for i, name in enumerate(self.team.order())}
         messages = sorted(self.messages, key=lambda m: (m.round, position[m.sender]))
         final = messages[-1] if complete and messages else None
-        usage = Usage(
-            prompt_tokens=sum(m.usage.prompt_tokens for m in messages),
-            completion_tokens=sum(m.usage.completion_tokens for m in messages),
-            calls=sum(m.usage.calls for m in messages),
-        )
         return Result(
             team=self.team.name,
             task=self.task,
             answer=final.answer if final else None,
             text=final.text if final else "",
             messages=messages,
-            usage=usage,
+            usage=self.ledger.usage(),
             wall_s=time.perf_counter() - self.started,
             rounds=max((m.round for m in messages), default=0),
             complete=complete,
@@ -249,7 +260,7 @@ class _Run:
             inputs = await self._gather_quorum(node, [tasks[p] for p in self.team.inputs(name)])
             message = await self._aggregate(node, inputs, round_no)
         else:
-            inputs = [m for m in await asyncio.gather(*(tasks[p] for p in self.team.inputs(name)))]
+            inputs = await asyncio.gather(*(tasks[p] for p in self.team.inputs(name)))
             message = await self._act(node, inputs, round_no, previous)
         self._record(message)
         return message
@@ -273,14 +284,24 @@ class _Run:
             (answered if message.ok else failed).append(message)
             if len(answered) >= needed:
                 return answered
-        if node.quorum is None and answered:
-            return answered  # without an explicit quorum, any answers suffice
+            if node.quorum and len(failed) > len(inputs) - needed:
+                break  # the quorum can no longer be met
+        if node.quorum is None:
+            return answered  # without an explicit quorum, any answers suffice, even none
         raise QuorumNotReached(
             f"node {node.name!r}: {len(answered)} of {len(inputs)} inputs answered, "
             f"quorum is {needed}" + (f"; first failure: {failed[0].error}" if failed else ""),
         )
 
     async def _aggregate(self, node: Aggregate, inputs: list[Message], round_no: int) -> Message:
+        if not inputs:
+            return Message(
+                id=f"{node.name}@{round_no}",
+                sender=node.name,
+                kind="aggregate",
+                round=round_no,
+                error="every input failed",
+            )
         ctx = AggregationContext(
             node=node.name,
             round=round_no,
@@ -460,14 +481,12 @@ def _agent_seed(agent: Agent, run_seed: int | None, round_no: int, sample: int) 
     """Each agent, round and resample draws differently, reproducibly: one seed, no clones."""
     if run_seed is None and agent.seed is None:
         return None
-    if agent.seed is not None and round_no == 1 and sample == 0:
-        return agent.seed
     base = agent.seed if agent.seed is not None else run_seed
     return zlib.crc32(f"{base}/{agent.name}/{round_no}/{sample}".encode())
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that stopped a round: a budget or quorum error rather than the group."""
+    """The first error that stopped a round, out of the task group's wrapping."""
     for error in group.exceptions:
         if isinstance(error, BaseExceptionGroup):
             return _first_error(error)

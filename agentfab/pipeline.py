@@ -13,7 +13,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
@@ -24,7 +32,7 @@ from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
 from agentfab.team import Aggregate, Node, Team
 from agentfab.topologies import chain, custom, groups, star, tree
-from agentfab.yaml_loader import line_of, load_yaml
+from agentfab.yaml_loader import load_yaml, locate
 
 EMBEDDED_DEFAULT_CONTEXT = 8192  # SmolLM2-135M-Instruct's max_position_embeddings
 
@@ -54,6 +62,20 @@ class OpenAIModel(_Strict):
     kind: Literal["openai"]
     base_url: str = Field(pattern=r"^https?://")
     """For example http://127.0.0.1:8000/v1."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, ValueError) as error:
+            raise ValueError(f"not a valid URL ({error})") from None
+        if not url.host:
+            raise ValueError("not a valid URL: it names no host")
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ValueError(f"not a valid URL: port {url.port} is out of range")
+        return value
+
     served_name: str
     """The model name the server knows."""
     api_key_env: str | None = None
@@ -110,8 +132,8 @@ class TreeSpec(_Strict):
     kind: Literal["tree"]
     leaves: list[str] | None = None
     """Agents the leaves are copied from, in turn; empty means every agent but the combiner."""
-    branching: int = Field(default=2, ge=2)
-    depth: int = Field(default=2, ge=1)
+    branching: int = Field(default=2, ge=2, le=4096)
+    depth: int = Field(default=2, ge=1, le=12)
     aggregator: AggregatorSpec | None = None
     combiner: str | None = None
     """An agent whose copies read their children's answers, instead of an aggregator."""
@@ -212,7 +234,7 @@ class Pipeline(_Strict):
 
     def build_team(self) -> Team:
         team = _build_topology(self.topology, self.all_agents(), self.name, self.context_lengths())
-        team.validate(self.context_lengths())
+        team.validate(self.context_lengths(), self.run.rounds)
         return team
 
 
@@ -294,10 +316,10 @@ def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
     embedded: dict[tuple[str | None, str | None], LLMClient] = {}
     for name, spec in pipeline.models.items():
         if isinstance(spec, OpenAIModel):
-            key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else None
+            api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else None
             clients[name] = OpenAIClient(
                 spec.base_url,
-                api_key=key,
+                api_key=api_key,
                 max_concurrency=spec.max_concurrency,
                 timeout_s=spec.timeout_s,
                 retries=spec.retries,
@@ -307,10 +329,10 @@ def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
             from agentfab.serving.embedded import EmbeddedClient
 
             seed = pipeline.run.seed if pipeline.run.seed is not None else 0
-            shared = embedded.setdefault(
-                (spec.path, spec.device), EmbeddedClient(spec.path, device=spec.device, seed=seed)
-            )
-            clients[name] = shared
+            where = (spec.path, spec.device)
+            if where not in embedded:
+                embedded[where] = EmbeddedClient(spec.path, device=spec.device, seed=seed)
+            clients[name] = embedded[where]
     return clients
 
 
@@ -319,8 +341,10 @@ def _describe(path: str | Path, error: ValidationError, node: Any) -> str:
     lines = []
     for item in error.errors()[:3]:
         loc = tuple(item["loc"])
-        field = _dotted(loc)
-        line = line_of(node, loc)
+        kept, line = locate(node, loc)
+        if item["type"] == "missing" and loc:
+            kept.append(loc[-1])  # a missing key is not in the file, but it is the point
+        field = _dotted(kept)
         where = f"{path}:{line}" if line else f"{path}"
         lines.append(f"{where}: {field or 'pipeline'}: {_problem(item, loc)}")
     if error.error_count() > 3:
@@ -333,34 +357,14 @@ def _problem(item: Any, loc: tuple[Any, ...]) -> str:
         hint = difflib.get_close_matches(loc[-1], sorted(_all_field_names()), n=1)
         return "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
     message: str = item["msg"]
-    if message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-    return message
+    return message.removeprefix("Value error, ")
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
+def _dotted(parts: Sequence[int | str]) -> str:
     out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in _TAGS:  # pydantic puts the union member's tag in the location
-            continue
-        else:
-            out += f".{part}" if out else str(part)
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-_TAGS = {
-    "star",
-    "chain",
-    "tree",
-    "groups",
-    "custom",
-    "embedded",
-    "openai",
-    "majority",
-    "function-after[_agents_known(), Pipeline]",
-}
 
 
 def _all_field_names() -> set[str]:

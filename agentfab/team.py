@@ -59,7 +59,10 @@ class Team:
         graph = nx.DiGraph()
         for node in nodes:
             if node.name in graph:
-                raise ConfigError(f"team {name!r}: node {node.name!r} appears twice")
+                raise ConfigError(
+                    f"team {name!r}: two nodes are named {node.name!r} (an agent may not share "
+                    "a name with another agent, a group or a node the topology adds)"
+                )
             graph.add_node(node.name, node=node)
         for src, dst in edges:
             for end in (src, dst):
@@ -103,8 +106,9 @@ class Team:
             )
         return sorted(peers)
 
-    def validate(self, context_lengths: Mapping[str, int] | None = None) -> None:
-        """Check the shape; with context lengths per model, check every agent's fan-in fits."""
+    def validate(self, context_lengths: Mapping[str, int] | None = None, rounds: int = 1) -> None:
+        """Check the shape; with context lengths per model, check every agent's fan-in fits
+        (from round 2 an agent also reads its peers' previous answers)."""
         if self.graph.number_of_nodes() == 0:
             raise ConfigError(f"team {self.name!r}: has no nodes")
         if not nx.is_directed_acyclic_graph(self.graph):
@@ -130,20 +134,23 @@ class Team:
                         f"must be between 1 and its {fan_in} inputs"
                     )
         if context_lengths:
-            self._check_fan_in(context_lengths)
+            self._check_fan_in(context_lengths, rounds)
 
-    def _check_fan_in(self, context_lengths: Mapping[str, int]) -> None:
+    def _check_fan_in(self, context_lengths: Mapping[str, int], rounds: int) -> None:
         for name in self.graph:
             node = self.node(name)
             if not isinstance(node, Agent) or node.model not in context_lengths:
                 continue
             need = PROMPT_RESERVE_TOKENS + node.max_tokens
             need += sum(self._max_output_tokens(p) for p in self.graph.predecessors(name))
+            if rounds > 1:
+                need += sum(self._max_output_tokens(p) for p in self.peers(name))
             limit = context_lengths[node.model]
             if need > limit:
                 raise ConfigError(
                     f"team {self.name!r}: agent {name!r} reads {self.graph.in_degree(name)} "
-                    f"inputs needing up to {need} tokens, beyond model {node.model!r}'s "
+                    f"inputs (and peers, in later rounds) needing up to {need} tokens, "
+                    f"beyond model {node.model!r}'s "
                     f"context of {limit}; lower fan-in or max_tokens"
                 )
 

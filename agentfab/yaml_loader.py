@@ -24,6 +24,16 @@ class _StrictLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of two equal keys; a repeated key is a mistake to report.
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     """The document's data and its node tree (for line numbers)."""
@@ -46,6 +56,8 @@ def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
         data = loader.construct_document(node) if node is not None else None
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -58,20 +70,23 @@ def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The 1-based line of the value at `loc` (pydantic's error location), as far as it exists."""
+def locate(
+    node: yaml.Node | None, loc: tuple[int | str, ...]
+) -> tuple[list[int | str], int | None]:
+    """The parts of a pydantic error location that exist in the file, and the deepest one's line.
+
+    Pydantic adds parts of its own (a union member's tag or type name); those are not in
+    the file and are left out, whatever names the user chose for their own keys.
+    """
+    kept: list[int | str] = []
     line = None
     for key in loc:
+        child = None
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == key), None)
-            if match is None:
-                # A key that is there but not allowed: point at the key itself.
-                match = next((k for k, _ in node.value if k.value == key), None)
-                if match is None:
-                    continue  # a discriminator tag in loc, not a YAML key
+            child = next((v for k, v in node.value if k.value == key), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            match = node.value[key]
-        else:
-            continue
-        node, line = match, match.start_mark.line + 1
-    return line
+            child = node.value[key]
+        if child is not None:
+            kept.append(key)
+            node, line = child, child.start_mark.line + 1
+    return kept, line

@@ -11,6 +11,7 @@ from agentfab.aggregators.confidence import (
 )
 from agentfab.aggregators.extract import answer_format_for, extract_answer, normalise_text
 from agentfab.aggregators.majority import Majority, plurality
+from agentfab.aggregators.self_aggregation import SelfAggregate
 
 __all__ = [
     "AggregationContext",
@@ -19,6 +20,7 @@ __all__ = [
     "Calibration",
     "ConfidenceWeighted",
     "Majority",
+    "SelfAggregate",
     "answer_format_for",
     "canonical",
     "extract_answer",

@@ -129,8 +129,10 @@ class ConfidenceWeighted:
         return self.source == "logprob"
 
     def weight(self, message: Message) -> float:
-        raw = message.confidence if self.source == "stated" else message.details.get(
-            "logprob_confidence"
+        raw = (
+            message.confidence
+            if self.source == "stated"
+            else message.details.get("logprob_confidence")
         )
         if raw is None:
             return self.default

@@ -9,10 +9,14 @@ from agentfab.messages import Task
 
 FORMATS = ("letter", "number", "short", "text")
 
-_MARKER = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|=|-)?\s*:?\s*(.+)", re.IGNORECASE)
+_MARKER = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:is|:|=|-)?\s*:?\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-+]?\.\d+")
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
-_LETTER_ALONE = re.compile(r"^\(?\s*([A-Z])\s*\)?[.):]?(?:\s|$)")
+# After "Answer:" a letter may be followed by anything ("B, because ..."); at the start
+# of a line it must stand alone or be marked as an option ("C. Rome", "(B)"), so that
+# "I think..." or "A good guess..." are not read as options I and A.
+_LETTER_AFTER_MARKER = re.compile(r"^\(?\s*([A-Z])\s*\)?(?:[.),:;]|\s|$)")
+_LETTER_LINE = re.compile(r"^\(?([A-Z])(?:[.):]|\s*$)")
 
 
 def answer_format_for(task: Task, requested: str = "auto") -> str:
@@ -54,14 +58,12 @@ def _after_marker(text: str) -> str | None:
 
 def _letter(text: str, choices: list[str] | None) -> str | None:
     letters = [chr(ord("A") + i) for i in range(len(choices) if choices else 10)]
-    for candidate in (_after_marker(text), text):
-        if candidate is None:
-            continue
-        found = _LETTER_ALONE.match(candidate)
-        if found and found.group(1) in letters:
-            return found.group(1)
+    marked = _after_marker(text)
+    found = _LETTER_AFTER_MARKER.match(marked) if marked else None
+    if found and found.group(1) in letters:
+        return found.group(1)
     for line in text.splitlines():
-        found = _LETTER_ALONE.match(line.strip())
+        found = _LETTER_LINE.match(line.strip())
         if found and found.group(1) in letters:
             return found.group(1)
     return _choice_named(text, choices, letters) if choices else None

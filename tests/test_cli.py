@@ -88,6 +88,14 @@ BAD_INPUTS = [
         "models.m.base_url: String should match pattern",
     ),
     ("agents: []\ntopology: {kind: chain}\n", "agents: List should have at least 1 item"),
+    ("x: " + "[" * 2000 + "]" * 2000, "nested too deeply"),
+    (GOOD + "agents: []\n", "line 6: key 'agents' appears twice"),
+    ("agents: [{name: a}]\ntopology: {kind: tree, branching: 3, depth: 1000000000}\n", "topology.depth: Input should be less than or equal to 12"),
+    (GOOD + "run: {answer_format: letters}\n", "run.answer_format: Input should be 'auto', 'letter'"),
+    (GOOD.replace("agents:", "models:\n  openai: {kind: openai, base_url: 'http://127.0.0.1:99999/v1', served_name: m}\nagents:"), "models.openai.base_url: not a valid URL: port 99999 is out of range"),
+    (GOOD.replace("agents:", "models:\n  openai: {kind: openai, base_url: 'http://h/v1'}\nagents:"), "models.openai.served_name: Field required"),
+    ("agents: [{name: a}, {name: hub}]\ntopology: {kind: star}\n", "two nodes are named 'hub'"),
+    ("agents: [{name: a}]\ntopology: {kind: chain}\ntask: [1, 2]\n", "task: Input should be a valid"),
 ]
 
 
@@ -146,6 +154,11 @@ def test_validate_and_graph_describe_every_example() -> None:
     assert "final [majority] <- calm, wild" in text
     mermaid = agentfab("graph", str(ROOT / "examples/star.yaml"), "--format", "mermaid").stdout
     assert mermaid.startswith("flowchart LR") and mermaid.count("-->") == 5
+
+
+def test_graph_output_that_cannot_be_written(tmp_path: Path) -> None:
+    done = agentfab("graph", str(ROOT / "examples/star.yaml"), "--out", str(tmp_path))
+    assert done.returncode == 2 and "cannot write" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_graph_png(tmp_path: Path) -> None:

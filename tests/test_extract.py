@@ -16,7 +16,10 @@ MC = Task(prompt="q", choices=["Paris", "London", "Rome", "Berlin"])
         ("Answer: B", "B"),
         ("The answer is (C).", "C"),
         ("**Answer: D**", "D"),
-        ("I think it is A) Paris because...", "A"),
+        ("A) Paris, because...", "A"),
+        ("I think it is B", None),  # "I" is a word here, not option I
+        ("A good guess would be London", "B"),  # not option A: the option named is London
+        ("I answered this before. Rome", "C"),  # "answered" is no answer marker
         ("B", "B"),
         ("(c)", None),  # lower-case letters are words, not options
         ("Let me think.\nC. Rome\nbecause", "C"),

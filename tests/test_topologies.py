@@ -68,7 +68,8 @@ def test_tree_with_combiner_checks_fan_in_against_context() -> None:
     [
         ({"branching": 1}, "branching must be at least 2"),
         ({"depth": 0}, "depth must be at least 1"),
-        ({"branching": 10, "depth": 5}, "100000 leaves"),
+        ({"branching": 10, "depth": 5}, "more than 4096 leaves"),
+        ({"branching": 3, "depth": 10**9}, "more than 4096 leaves"),
     ],
 )
 def test_tree_rejects_bad_shapes(kwargs: dict[str, int], message: str) -> None:
@@ -124,7 +125,7 @@ def test_quorum_must_fit_fan_in() -> None:
 
 
 def test_duplicate_node_names_are_refused() -> None:
-    with pytest.raises(ConfigError, match="appears twice"):
+    with pytest.raises(ConfigError, match="two nodes are named 'a'"):
         Team.from_edges(agents("a", "a"), [])
 
 
@@ -132,3 +133,10 @@ def test_chain_with_a_vote_at_every_step() -> None:
     team = chain(agents("x", "y"), vote=Majority())
     assert sorted(team.graph.edges) == [("x", "x-vote"), ("x-vote", "y"), ("y", "y-vote")]
     assert team.output == "y-vote"
+
+
+def test_fan_in_check_counts_peers_in_later_rounds() -> None:
+    team = star(agents(*[f"w{i}" for i in range(20)], max_tokens=256), Majority())
+    team.validate({"default": 8192}, rounds=1)
+    with pytest.raises(ConfigError, match="in later rounds"):
+        team.validate({"default": 4096}, rounds=2)

@@ -71,10 +71,10 @@ def _check_shape(
         raise ConfigError(f"team {name!r}: tree branching must be at least 2, got {branching}")
     if depth < 1:
         raise ConfigError(f"team {name!r}: tree depth must be at least 1, got {depth}")
-    if branching**depth > MAX_LEAVES:
+    if depth > MAX_LEAVES.bit_length() or branching**depth > MAX_LEAVES:
         raise ConfigError(
-            f"team {name!r}: tree of branching {branching} and depth {depth} has "
-            f"{branching**depth} leaves, more than {MAX_LEAVES}"
+            f"team {name!r}: a tree of branching {branching} and depth {depth} has "
+            f"more than {MAX_LEAVES} leaves"
         )
     if (aggregator is None) == (combiner is None):
         raise ConfigError(f"team {name!r}: tree needs exactly one of aggregator or combiner")
