@@ -24,14 +24,18 @@ from pydantic import (
 )
 
 from agentfab.agent import Agent
+from agentfab.aggregators.ahead_by_k import AheadByK
 from agentfab.aggregators.base import Aggregator
+from agentfab.aggregators.bradley_terry import BradleyTerry
+from agentfab.aggregators.confidence import ConfidenceWeighted
 from agentfab.aggregators.majority import Majority
+from agentfab.aggregators.self_aggregation import SelfAggregate
 from agentfab.errors import ConfigError
 from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
 from agentfab.team import Aggregate, Node, Team
-from agentfab.topologies import chain, custom, groups, star, tree
+from agentfab.topologies import chain, custom, groups, mixture_of_agents, star, tree
 from agentfab.yaml_loader import load_yaml, locate
 
 EMBEDDED_DEFAULT_CONTEXT = 8192  # SmolLM2-135M-Instruct's max_position_embeddings
@@ -101,7 +105,70 @@ class MajoritySpec(_Strict):
         return Majority()
 
 
-AggregatorSpec = MajoritySpec
+class ConfidenceSpec(_Strict):
+    """Votes weighted by confidence (ReConcile): stated by the agents, or from logprobs."""
+
+    kind: Literal["confidence"]
+    source: Literal["stated", "logprob"] = "stated"
+    default: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Weight of a voter whose confidence is unknown."""
+
+    def build(self) -> Aggregator:
+        return ConfidenceWeighted(source=self.source, default=self.default)
+
+
+class AheadByKSpec(_Strict):
+    """First-to-ahead-by-k (MAKER): sample the node's agents until one answer leads by k."""
+
+    kind: Literal["ahead_by_k"]
+    k: int = Field(default=2, ge=1)
+    max_samples: int = Field(default=10, ge=1)
+    batch: int = Field(default=4, ge=1)
+
+    def build(self) -> Aggregator:
+        return AheadByK(k=self.k, max_samples=self.max_samples, batch=self.batch)
+
+
+class SelfAggregateSpec(_Strict):
+    """A model writes a better answer from the candidates (generative self-aggregation)."""
+
+    kind: Literal["self_aggregate"]
+    model: str | None = None
+    """The writer; empty: the candidates' own model."""
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+    def build(self) -> Aggregator:
+        return SelfAggregate(self.model, max_tokens=self.max_tokens, temperature=self.temperature)
+
+
+class BradleyTerrySpec(_Strict):
+    """Judges compare answers in pairs, both orders; a Bradley-Terry fit ranks them."""
+
+    kind: Literal["bradley_terry"]
+    judge: str | list[str] | None = None
+    """A judge model or a panel; empty: the candidates' own models judge each other."""
+    judges_per_pair: int = Field(default=1, ge=1)
+    all_pairs_up_to: int = Field(default=6, ge=2)
+    max_pairs: int | None = Field(default=None, ge=1)
+    reputation: dict[str, float] | None = None
+    """Judge model -> weight of its verdicts."""
+
+    def build(self) -> Aggregator:
+        judge = tuple(self.judge) if isinstance(self.judge, list) else self.judge
+        return BradleyTerry(
+            judge=judge,
+            judges_per_pair=self.judges_per_pair,
+            all_pairs_up_to=self.all_pairs_up_to,
+            max_pairs=self.max_pairs,
+            reputation=self.reputation,
+        )
+
+
+AggregatorSpec = Annotated[
+    MajoritySpec | ConfidenceSpec | AheadByKSpec | SelfAggregateSpec | BradleyTerrySpec,
+    Field(discriminator="kind"),
+]
 
 
 # ---- topologies -----------------------------------------------------------------------------
@@ -124,6 +191,8 @@ class ChainSpec(_Strict):
     kind: Literal["chain"]
     order: list[str] | None = None
     """Agent names in order; empty means the order of `agents`."""
+    vote: AggregatorSpec | None = None
+    """An aggregator every step's answer passes through (e.g. ahead_by_k)."""
 
 
 class TreeSpec(_Strict):
@@ -165,8 +234,20 @@ class CustomSpec(_Strict):
     """`[a, b]`: node b reads node a."""
 
 
+class MixtureSpec(_Strict):
+    """Mixture of agents: proposers, then layers of aggregators, then a final aggregator."""
+
+    kind: Literal["mixture"]
+    proposers: list[str] | None = None
+    """Agent names; empty means every agent."""
+    layers: list[int] | int = 1
+    """Widths of the aggregating layers, or how many layers as wide as the proposers."""
+    aggregator: AggregatorSpec = SelfAggregateSpec(kind="self_aggregate")
+
+
 TopologySpec = Annotated[
-    StarSpec | ChainSpec | TreeSpec | GroupsSpec | CustomSpec, Field(discriminator="kind")
+    StarSpec | ChainSpec | TreeSpec | GroupsSpec | CustomSpec | MixtureSpec,
+    Field(discriminator="kind"),
 ]
 
 
@@ -245,7 +326,11 @@ def _build_topology(
         workers = _pick(agents, spec.workers, "topology.workers")
         return star(workers, spec.aggregator.build(), quorum=spec.quorum, name=name)
     if isinstance(spec, ChainSpec):
-        return chain(_pick(agents, spec.order, "topology.order"), name=name)
+        vote = spec.vote.build() if spec.vote else None
+        return chain(_pick(agents, spec.order, "topology.order"), vote=vote, name=name)
+    if isinstance(spec, MixtureSpec):
+        proposers = _pick(agents, spec.proposers, "topology.proposers")
+        return mixture_of_agents(proposers, spec.aggregator.build(), layers=spec.layers, name=name)
     if isinstance(spec, TreeSpec):
         combiner = _pick(agents, [spec.combiner], "topology.combiner")[0] if spec.combiner else None
         leaf_names = spec.leaves or [n for n in agents if n != spec.combiner]
@@ -368,25 +453,8 @@ def _dotted(parts: Sequence[int | str]) -> str:
 
 
 def _all_field_names() -> set[str]:
-    names: set[str] = set()
-    models: list[type[BaseModel]] = [
-        Pipeline,
-        AgentSpec,
-        EmbeddedModel,
-        OpenAIModel,
-        StarSpec,
-        ChainSpec,
-        TreeSpec,
-        GroupsSpec,
-        CustomSpec,
-        AggregateNodeSpec,
-        MajoritySpec,
-        TaskSpec,
-        RunSettings,
-    ]
-    for model in models:
-        names.update(model.model_fields)
+    """Every key the schema knows, for "did you mean" hints."""
     from agentfab.orchestrator import Budget
 
-    names.update(Budget.model_fields)
-    return names
+    models: list[type[BaseModel]] = [*_Strict.__subclasses__(), AgentSpec, RunSettings, Budget]
+    return {name for model in models for name in model.model_fields}

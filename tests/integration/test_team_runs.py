@@ -35,11 +35,16 @@ async def test_every_example_pipeline_runs(embedded: Any, path: Path) -> None:
     assert {m.sender for m in result.messages} == set(team.graph.nodes)
     assert all(m.ok for m in result.messages)
     agent_messages = [m for m in result.messages if m.kind == "agent"]
-    assert all(m.text and m.usage.completion_tokens > 0 for m in agent_messages)
-    assert result.usage.calls == len(team.agents())
+    assert all(m.text for m in agent_messages)
+    # a request's usage rides on its first sample; extra samples of it carry none
+    assert all(m.usage.completion_tokens > 0 for m in agent_messages if m.usage.calls)
+    # judges, synthesisers, extra samples and later rounds add calls, never remove them
+    assert result.usage.calls >= len(team.agents())
+    assert result.usage.total_tokens >= sum(m.usage.total_tokens for m in result.messages)
     assert result.text == result.messages[-1].text
-    for message in result.messages:  # every message read exactly its graph inputs
-        assert message.inputs == sorted(f"{p}@1" for p in team.inputs(message.sender))
+    for message in result.messages:  # in round 1, each message read exactly its graph inputs
+        if message.round == 1 and "." not in message.id:
+            assert message.inputs == sorted(f"{p}@1" for p in team.inputs(message.sender))
 
 
 async def test_independent_agents_are_batched_together(embedded: Any) -> None:
