@@ -2,6 +2,7 @@
 
 from agentfab.aggregators.ahead_by_k import AheadByK
 from agentfab.aggregators.base import AggregationContext, Aggregator, canonical, vote_stats
+from agentfab.aggregators.bradley_terry import BradleyTerry, reputation_from_calibration
 from agentfab.aggregators.confidence import (
     Calibration,
     ConfidenceWeighted,
@@ -17,6 +18,7 @@ __all__ = [
     "AggregationContext",
     "Aggregator",
     "AheadByK",
+    "BradleyTerry",
     "Calibration",
     "ConfidenceWeighted",
     "Majority",
@@ -28,6 +30,7 @@ __all__ = [
     "logprob_confidence",
     "normalise_text",
     "plurality",
+    "reputation_from_calibration",
     "stated_confidence",
     "vote_stats",
 ]
