@@ -161,12 +161,20 @@ class Orchestrator:
         return result
 
     def _check_models(self, team: Team) -> None:
-        for agent in team.agents():
-            if agent.model not in self.clients:
+        """Every model an agent, a judge or a writer names has a client, before any call."""
+        wanted = [(f"agent {a.name!r}", a.model) for a in team.agents()]
+        for name in team.order():
+            node = team.node(name)
+            if isinstance(node, Aggregate):
+                for attribute in ("model", "judge"):  # a synthesiser's writer, a judge panel
+                    value = getattr(node.aggregator, attribute, None)
+                    models = [value] if isinstance(value, str) else list(value or ())
+                    wanted += [(f"aggregate node {name!r}", m) for m in models]
+        for who, model in wanted:
+            if model not in self.clients:
                 known = ", ".join(sorted(self.clients)) or "none"
                 raise ConfigError(
-                    f"agent {agent.name!r} uses model {agent.model!r}, which has no client "
-                    f"(known: {known})"
+                    f"{who} uses model {model!r}, which has no client (known: {known})"
                 )
 
 

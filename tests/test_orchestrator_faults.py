@@ -179,3 +179,13 @@ async def test_calls_of_cancelled_stragglers_are_counted() -> None:
     result = await Orchestrator({"default": client}).run(team, "q")
     assert len(client.requests) == 3
     assert result.usage.calls == 3  # the straggler was asked, so it counts against budgets
+
+
+async def test_a_judge_model_without_a_client_is_refused_before_any_call() -> None:
+    from agentfab.aggregators import BradleyTerry, SelfAggregate
+
+    client = ScriptedClient(lambda request: ("Answer: x", 0.0))
+    for aggregator in (BradleyTerry(judge="judge"), SelfAggregate(model="writer")):
+        with pytest.raises(ConfigError, match="aggregate node 'hub' uses model"):
+            await Orchestrator({"default": client}).run(star(workers("a"), aggregator), "q")
+    assert client.requests == []
