@@ -97,7 +97,7 @@ ModelSpec = Annotated[EmbeddedModel | OpenAIModel, Field(discriminator="kind")]
 
 
 class MajoritySpec(_Strict):
-    """Plurality vote over extracted answers; ties go to the alphabetically first."""
+    """Plurality vote over extracted answers; a tie goes to the first agent's answer."""
 
     kind: Literal["majority"] = "majority"
 

@@ -12,10 +12,10 @@ from agentfab.messages import Message, Task, Usage
 
 
 def lead(counts: Counter[str]) -> tuple[str | None, int]:
-    """The leading answer (ties: alphabetically first) and its lead over the runner-up."""
+    """The leading answer (ties: the one counted first) and its lead over the runner-up."""
     if not counts:
         return None, 0
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ranked = sorted(counts.items(), key=lambda item: -item[1])  # stable: first counted first
     runner_up = ranked[1][1] if len(ranked) > 1 else 0
     return ranked[0][0], ranked[0][1] - runner_up
 

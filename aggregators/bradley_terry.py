@@ -49,9 +49,9 @@ class Candidate:
     """Models that wrote it; a peer judge does not judge its own candidates."""
 
     @property
-    def key(self) -> tuple[bool, str, str]:
-        """The canonical order: answered first, then by answer, then by first message id."""
-        return (self.answer is None, self.answer or "", self.ids[0])
+    def key(self) -> str:
+        """The canonical order: by the first message that gave it (favours no answer text)."""
+        return self.ids[0]
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,8 @@ class ConfidenceWeighted:
         weights: dict[str, float] = defaultdict(float)
         for m in voters:
             weights[m.answer or ""] += self.weight(m)
-        winner = min(weights, key=lambda a: (-weights[a], a)) if weights else None
+        # a tie goes to the answer given first in canonical order (dicts keep that order)
+        winner = max(weights, key=weights.__getitem__) if weights else None
         total = sum(weights.values())
         stats = vote_stats([m.answer for m in voters if m.answer is not None])
         stats.update(

@@ -11,11 +11,15 @@ from agentfab.messages import Message, Task
 
 
 def plurality(answers: Sequence[str]) -> str | None:
-    """The most frequent answer; ties go to the alphabetically first, so the rule is stable."""
-    counts = Counter(answers)
-    if not counts:
-        return None
-    return min(counts, key=lambda a: (-counts[a], a))
+    """The most frequent answer; a tie goes to the one given first in `answers`.
+
+    Callers pass answers in canonical (message id) order, so the rule is stable
+    and independent of arrival. Unlike "alphabetically first" it favours no
+    option letter and no word, and with all answers different it keeps the
+    first agent's.
+    """
+    counts = Counter(answers)  # keeps first-seen order, so max() keeps the first of equals
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,8 @@ def test_judged_pairs_give_the_matrix_and_the_order_choix_gives() -> None:
     def table(x: str, y: str) -> str:
         return "1" if (x, y) in beats or {x, y} in split else "2"
 
-    out = decide([msg(i, a) for i, a in enumerate("dcba")], {"m": judge(table)})
+    # given in reverse: the canonical order (by message id) is a, b, c, d all the same
+    out = decide([msg(i, a) for i, a in enumerate("abcd")][::-1], {"m": judge(table)})
     wins = [[0, 1, 1, 2], [1, 0, 2, 2], [1, 0, 0, 2], [0, 0, 0, 0]]  # a, b, c, d
     assert out.details["wins"] == wins
     direct = list(choix.ilsr_pairwise(4, replicated(wins), alpha=0.01))

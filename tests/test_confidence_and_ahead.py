@@ -138,7 +138,7 @@ def test_ahead_by_k_gives_up_at_max_samples_with_the_plurality() -> None:
     sampler = Sampler(["y", "x", "y", "x", "y", "x"])
     out = run(AheadByK(k=3, max_samples=4), [msg(0, "x")], ctx_with(sampler))
     assert not out.details["decided"] and out.details["samples"] == 4
-    assert out.answer == "x"  # tie 2:2 broken alphabetically
+    assert out.answer == "x"  # tie 2:2: x was counted first
     assert sum(sampler.asked) == 3
 
 

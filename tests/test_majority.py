@@ -41,9 +41,9 @@ def test_failed_and_unanswered_messages_do_not_vote() -> None:
     assert out.details["voters"] == 1
 
 
-def test_ties_go_to_the_alphabetically_first_answer() -> None:
-    assert plurality(["b", "a", "b", "a"]) == "a"
-    assert decide([msg(0, "paris"), msg(1, "lyon")]).answer == "lyon"
+def test_ties_go_to_the_first_agent_by_id_whatever_the_arrival() -> None:
+    assert plurality(["b", "a", "b", "a"]) == "b"
+    assert decide([msg(1, "lyon"), msg(0, "paris")]).answer == "paris"
 
 
 def test_no_votes_no_answer() -> None:
