@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -54,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--out", type=Path, help="output file (required for png)")
     graph.set_defaults(handler=_graph)
 
+    serve = commands.add_parser("serve", help="start vLLM servers and keep them up")
+    serve.add_argument("config", type=Path)
+    serve.set_defaults(handler=_serve)
+
     schema = commands.add_parser("schema", help="print the pipeline JSON Schema")
     schema.set_defaults(handler=_schema)
     return parser
@@ -88,6 +94,29 @@ def _graph(args: argparse.Namespace) -> int:
     except OSError as error:
         raise ConfigError(f"--out {args.out}: cannot write ({error.strerror})") from None
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agentfab.pipeline import load_serve_config
+    from agentfab.serving.supervisor import Supervisor
+
+    config = load_serve_config(args.config)
+    supervisor = Supervisor(
+        config.specs(), Path(config.log_dir), report=lambda line: print(line, flush=True)
+    )
+    asyncio.run(_until_signalled(supervisor.run()))
+    return 0
+
+
+async def _until_signalled(work: Coroutine[object, object, None]) -> None:
+    """Run `work`; SIGTERM or SIGINT cancels it, so it cleans up and returns."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    print("stopped", flush=True)
 
 
 def _schema(args: argparse.Namespace) -> int:

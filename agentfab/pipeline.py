@@ -34,6 +34,7 @@ from agentfab.errors import ConfigError
 from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
+from agentfab.serving.vllm_server import ServerSpec
 from agentfab.team import Aggregate, Node, Team
 from agentfab.topologies import chain, custom, groups, mixture_of_agents, star, tree
 from agentfab.yaml_loader import load_yaml, locate
@@ -372,6 +373,62 @@ def _unknown(field: str, value: str, known: Mapping[str, Any]) -> str:
     hint = difflib.get_close_matches(value, list(known), n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
     return f"{field}: unknown name {value!r}{suggestion}"
+
+
+# ---- serving ---------------------------------------------------------------------------------
+
+
+class ServerConfig(_Strict):
+    """One model served by vLLM, possibly as several replicas on consecutive ports."""
+
+    model: str
+    """A local folder or a model id; `default` is the embedded SmolLM2-135M folder."""
+    served_name: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=1, le=64)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_model_len: int | None = Field(default=2048, ge=128)
+    dtype: str | None = None
+    extra_args: list[str] = []
+    """Passed to vLLM as they are, e.g. ["--enforce-eager"]."""
+    env: dict[str, str] = {}
+
+
+class ServeConfig(_Strict):
+    """What `agentfab serve` starts and keeps up."""
+
+    servers: list[ServerConfig] = Field(min_length=1)
+    log_dir: str = "logs"
+    """Each server writes its output to `<log_dir>/<served_name>-<port>.log`."""
+
+    def specs(self) -> list[ServerSpec]:
+        specs = []
+        for server in self.servers:
+            model = server.model
+            if model == "default":
+                from agentfab.serving.default_model import default_model_path
+
+                model = str(default_model_path())
+            fields = server.model_dump(exclude={"replicas", "model", "port", "extra_args"})
+            specs += [
+                ServerSpec(
+                    model=model, port=server.port + i, extra_args=tuple(server.extra_args), **fields
+                )
+                for i in range(server.replicas)
+            ]
+        return specs
+
+
+def load_serve_config(path: str | Path) -> ServeConfig:
+    data, node = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with `servers` at the top level")
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(path, error, node)) from None
 
 
 # ---- loading --------------------------------------------------------------------------------
