@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfab.agent import Agent
-from agentfab.aggregators.base import AggregationContext
+from agentfab.aggregators.base import AggregationContext, derive_seed
 from agentfab.aggregators.confidence import logprob_confidence, stated_confidence
 from agentfab.aggregators.extract import FORMATS, answer_format_for, extract_answer
 from agentfab.aggregators.majority import plurality
@@ -325,16 +324,17 @@ class _Run:
         """An aggregator's own model call (judge, synthesiser), inside the budget."""
         if model not in self.clients:
             raise ConfigError(f"an aggregator asked for model {model!r}, which has no client")
+        return await self._budgeted_chat(model, request)
+
+    async def _budgeted_chat(self, model: str, request: ChatRequest) -> ChatResponse:
+        """Every model call of a run goes here: admitted only if its worst case fits the
+        budget (else BudgetExceeded), then settled with what it really used."""
         worst_case = _estimate_tokens(request) + request.max_tokens * request.n
         self.ledger.admit(worst_case)
         usage = Usage(calls=1)
         try:
             response = await self.clients[model].chat(request)
-            usage = Usage(
-                prompt_tokens=response.prompt_tokens,
-                completion_tokens=response.completion_tokens,
-                calls=1,
-            )
+            usage = _usage(response)
             return response
         finally:
             self.ledger.settle(worst_case, usage)
@@ -391,29 +391,18 @@ class _Run:
         return messages
 
     async def _ask(self, agent: Agent, request: ChatRequest) -> _Reply:
-        """One call inside the budget: the response and its usage, or why there is none."""
-        worst_case = _estimate_tokens(request) + request.max_tokens * request.n
+        """An agent's call: the response and its usage, or why there is none."""
+        started = time.perf_counter()
         try:
-            self.ledger.admit(worst_case)
+            response = await self._budgeted_chat(agent.model, request)
         except BudgetExceeded as error:
             return _Reply(None, Usage(), error=f"not run: {error}")
-        started = time.perf_counter()
-        reply = _Reply(None, Usage(calls=1))
-        try:
-            response = await self.clients[agent.model].chat(request)
-            usage = Usage(
-                prompt_tokens=response.prompt_tokens,
-                completion_tokens=response.completion_tokens,
-                calls=1,
-            )
-            reply = _Reply(response, usage, latency_s=time.perf_counter() - started)
-            if not response.completions:
-                raise ModelOutputError(f"model {agent.model!r} returned no completion")
         except (BackendError, ModelOutputError) as error:
-            reply = _Reply(None, reply.usage, error=str(error))
-        finally:
-            self.ledger.settle(worst_case, reply.usage)
-        return reply
+            return _Reply(None, Usage(calls=1), error=str(error))
+        if not response.completions:
+            empty = f"model {agent.model!r} returned no completion"
+            return _Reply(None, _usage(response), error=empty)
+        return _Reply(response, _usage(response), latency_s=time.perf_counter() - started)
 
     def _request(
         self, agent: Agent, inbox: Sequence[Message], round_no: int, n: int, sample: int = 0
@@ -487,10 +476,16 @@ def _failure(
 
 def _agent_seed(agent: Agent, run_seed: int | None, round_no: int, sample: int) -> int | None:
     """Each agent, round and resample draws differently, reproducibly: one seed, no clones."""
-    if run_seed is None and agent.seed is None:
-        return None
     base = agent.seed if agent.seed is not None else run_seed
-    return zlib.crc32(f"{base}/{agent.name}/{round_no}/{sample}".encode())
+    return derive_seed(base, agent.name, round_no, sample)
+
+
+def _usage(response: ChatResponse) -> Usage:
+    return Usage(
+        prompt_tokens=response.prompt_tokens,
+        completion_tokens=response.completion_tokens,
+        calls=1,
+    )
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,14 @@ class Aggregator(Protocol):
     async def aggregate(
         self, task: Task, messages: Sequence[Message], ctx: AggregationContext
     ) -> Message: ...
+
+
+def derive_seed(seed: int | None, *parts: object) -> int | None:
+    """A seed of its own for each agent, node, round or sample, reproducible from one run
+    seed: without it, every agent of a seeded team would sample as a clone."""
+    if seed is None:
+        return None
+    return zlib.crc32("/".join(map(str, (seed, *parts))).encode())
 
 
 def canonical(messages: Sequence[Message]) -> list[Message]:

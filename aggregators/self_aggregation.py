@@ -9,12 +9,11 @@ no candidate gave.
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.aggregators.base import AggregationContext, canonical, derive_seed, vote_stats
 from agentfab.aggregators.extract import extract_answer
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest, ChatResponse
@@ -100,7 +99,7 @@ class SelfAggregate:
             model=model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
-            seed=_node_seed(ctx),
+            seed=derive_seed(ctx.seed, ctx.node, ctx.round),
         )
         return request, [candidates[i].id for i in cut]
 
@@ -150,13 +149,6 @@ def _prompt(task: Task, texts: Sequence[str], answer_format: str) -> str:
     if FORMAT_INSTRUCTIONS.get(answer_format):
         parts.append(FORMAT_INSTRUCTIONS[answer_format])
     return "\n\n".join(parts)
-
-
-def _node_seed(ctx: AggregationContext) -> int | None:
-    """One run seed, but different samples at each node: wide layers must not be clones."""
-    if ctx.seed is None:
-        return None
-    return zlib.crc32(f"{ctx.seed}/{ctx.node}/{ctx.round}".encode())
 
 
 def _first_text(response: ChatResponse, model: str) -> str:
