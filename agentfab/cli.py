@@ -1,4 +1,4 @@
-"""The `agentfab` command: run, validate, graph and schema for YAML pipelines."""
+"""The `agentfab` command: run, validate, graph, serve and schema for YAML pipelines."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task
 from agentfab.openai_client import OpenAIClient
 from agentfab.pipeline import OpenAIModel, Pipeline, build_clients, load_pipeline
+from agentfab.replicas import ReplicaPool
 from agentfab.result import Result
 
 EXIT_USER_ERROR = 2
@@ -147,6 +148,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _run_async(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Result:
+    from agentfab.serving.supervisor import servers_up
+
+    async with servers_up(pipeline.serving, report=_report):
+        return await _run_team(pipeline, task, trace)
+
+
+def _report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def _run_team(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Result:
     from agentfab.orchestrator import Orchestrator
 
     clients = build_clients(pipeline)
@@ -168,11 +180,11 @@ async def _check_endpoints(pipeline: Pipeline, clients: Mapping[str, LLMClient])
     """Fail early, naming the endpoint, when a server does not answer."""
     for name, spec in pipeline.models.items():
         client = clients[name]
-        if isinstance(spec, OpenAIModel) and isinstance(client, OpenAIClient):
+        if isinstance(spec, OpenAIModel) and isinstance(client, OpenAIClient | ReplicaPool):
             served = await client.list_models()
             if spec.served_name not in served:
                 raise ConfigError(
-                    f"models.{name}: {spec.base_url} serves {', '.join(served) or 'nothing'}, "
+                    f"models.{name}: {client.endpoint} serves {', '.join(served) or 'nothing'}, "
                     f"not {spec.served_name!r}"
                 )
 
@@ -210,6 +222,15 @@ def _print_summary(result: Result) -> None:
         f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
         f"in {usage.calls} calls, {result.wall_s:.1f}s"
     )
+    for server in result.servers:
+        rate = server.prefix_cache_hit_rate
+        queue = server.mean_queue_time_s
+        print(
+            f"server {server.endpoint}: prefix-cache hits "
+            f"{'n/a' if rate is None else f'{rate:.0%}'}, {server.prompt_tokens:.0f} prompt + "
+            f"{server.generation_tokens:.0f} generated tokens, queue "
+            f"{'n/a' if queue is None else f'{queue * 1000:.0f} ms'} per request"
+        )
 
 
 if __name__ == "__main__":

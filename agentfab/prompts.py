@@ -69,9 +69,15 @@ def build_messages(
     agent: Agent,
     answer_format: str,
     ask_confidence: bool = False,
+    layout: str = "shared_first",
 ) -> list[dict[str, str]]:
-    """One user turn: the shared text, then the agent's role."""
+    """`shared_first`: one user turn, the shared text then the agent's role, so every agent
+    of a step starts with the same tokens. `role_first`: the role as a system turn before
+    the shared text, the usual layout elsewhere, kept to measure what shared_first saves."""
     text = shared_text(task, inbox, answer_format, ask_confidence)
-    if agent.role.strip():
-        text = f"{text}\n\n{agent.role.strip()}"
+    role = agent.role.strip()
+    if layout == "role_first" and role:
+        return [{"role": "system", "content": role}, {"role": "user", "content": text}]
+    if role:
+        text = f"{text}\n\n{role}"
     return [{"role": "user", "content": text}]

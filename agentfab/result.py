@@ -7,6 +7,7 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from agentfab.messages import Message, Task, Usage
+from agentfab.server_metrics import ServerStats
 
 
 class Result(BaseModel):
@@ -28,6 +29,8 @@ class Result(BaseModel):
     rounds: int
     complete: bool = True
     """False for the partial result carried by BudgetExceeded or QuorumNotReached."""
+    servers: list[ServerStats] = []
+    """What each vLLM server counted during the run: prefix-cache hits, tokens, queueing."""
 
     @property
     def output(self) -> Message | None:

@@ -10,6 +10,7 @@ from agentfab.aggregators.confidence import (
     logprob_confidence,
     stated_confidence,
 )
+from agentfab.aggregators.execution import ExecutionConsensus
 from agentfab.aggregators.extract import answer_format_for, extract_answer, normalise_text
 from agentfab.aggregators.majority import Majority, plurality
 from agentfab.aggregators.self_aggregation import SelfAggregate
@@ -21,6 +22,7 @@ __all__ = [
     "BradleyTerry",
     "Calibration",
     "ConfidenceWeighted",
+    "ExecutionConsensus",
     "Majority",
     "SelfAggregate",
     "answer_format_for",

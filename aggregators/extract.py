@@ -10,13 +10,27 @@ from agentfab.messages import Task
 FORMATS = ("letter", "number", "short", "text")
 
 _MARKER = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:is|:|=|-)?\s*:?\s*(.+)", re.IGNORECASE)
+# The same with the separator required, searched overlapping (see _marker_tails).
+_STRICT_MARKER = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:is|:|=|-)\s*:?\s*(.+)", re.I)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-+]?\.\d+")
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
-# After "Answer:" a letter may be followed by anything ("B, because ..."); at the start
-# of a line it must stand alone or be marked as an option ("C. Rome", "(B)"), so that
-# "I think..." or "A good guess..." are not read as options I and A.
-_LETTER_AFTER_MARKER = re.compile(r"^\(?\s*([A-Z])\s*\)?(?:[.),:;]|\s|$)")
+# After "Answer:" a letter may be followed by anything ("B, because ..."), bracketed or
+# quoted ("[B]", "'C'") or called an option ("option (D)"); at the start of a line it must
+# stand alone or be marked as an option ("C. Rome", "(B)"), so that "I think..." or
+# "A good guess..." are not read as options I and A.
+_OPTION_WORD = r"(?:(?i:option|choice)\s*)?"
+_LETTER_AFTER_MARKER = re.compile(
+    rf"^{_OPTION_WORD}[(\['\"]?\s*([A-Z])\s*[)\]'\"]?(?:[.,:;!?]|\s|$)"
+)
+# A lower-case letter after a marker counts only alone or in brackets ("answer: b.",
+# "answer: (c) Rome"): "the answer is a guess" names no option.
+_LOWER_LETTER_AFTER_MARKER = re.compile(
+    rf"^{_OPTION_WORD}(?:\(([a-z])\)|[\['\"]?([a-z])[)\]'\"]?[.!?]?$)"
+)
 _LETTER_LINE = re.compile(r"^\(?([A-Z])(?:[.):]|\s*$)")
+_LETTER_ALONE = re.compile(r"^\(?([A-Z])\)?[.:]?$")
+# Models trained on maths wrap answers in LaTeX: "$\boxed{C}$".
+_BOXED = re.compile(r"\$*\\boxed\{([^{}]*)\}\$*")
 
 
 def answer_format_for(task: Task, requested: str = "auto") -> str:
@@ -48,6 +62,7 @@ def normalise_text(text: str) -> str:
 
 
 def _strip_markup(text: str) -> str:
+    text = _BOXED.sub(r"\1", text)
     return text.replace("**", "").replace("__", "").strip()
 
 
@@ -59,14 +74,51 @@ def _after_marker(text: str) -> str | None:
 def _letter(text: str, choices: list[str] | None) -> str | None:
     letters = [chr(ord("A") + i) for i in range(len(choices) if choices else 10)]
     marked = _after_marker(text)
-    found = _LETTER_AFTER_MARKER.match(marked) if marked else None
-    if found and found.group(1) in letters:
-        return found.group(1)
+    for tail in [*_marker_tails(text), *([marked] if marked else [])]:
+        letter = _marked_letter(tail)
+        if letter in letters:
+            return letter
+    letter = _letter_line(text, letters)
+    if letter:
+        return letter
+    return _choice_named(text, choices, letters) if choices else None
+
+
+def _marker_tails(text: str) -> list[str]:
+    """What follows each "answer is" / "answer:", last first.
+
+    Overlapping, because one marker's tail may hold another: a reply that revises itself
+    ("Answer: B. Actually, the answer is C") or restates ("## Answer\nThe answer is C")
+    means its last one.
+    """
+    tails: list[str] = []
+    pos = 0
+    while found := _STRICT_MARKER.search(text, pos):
+        tails.append(found.group(1).strip())
+        pos = found.start() + 1
+    return tails[::-1]
+
+
+def _marked_letter(marked: str) -> str | None:
+    found = _LETTER_AFTER_MARKER.match(marked) or _LOWER_LETTER_AFTER_MARKER.match(marked)
+    return next((g.upper() for g in found.groups() if g), None) if found else None
+
+
+def _letter_line(text: str, letters: list[str]) -> str | None:
+    """The letter of a line that is only a letter, else of option-marked lines if they agree.
+
+    A reply that repeats every option ("A) Paris\nB) London ...") marks several letters
+    and so names none.
+    """
+    alone: set[str] = set()
+    marked: set[str] = set()
     for line in text.splitlines():
         found = _LETTER_LINE.match(line.strip())
         if found and found.group(1) in letters:
-            return found.group(1)
-    return _choice_named(text, choices, letters) if choices else None
+            is_alone = _LETTER_ALONE.match(line.strip())
+            (alone if is_alone else marked).add(found.group(1))
+    named = alone or marked
+    return named.pop() if len(named) == 1 else None
 
 
 def _choice_named(text: str, choices: list[str], letters: list[str]) -> str | None:

@@ -1,18 +1,44 @@
-"""`agentfab serve`: keep a set of vLLM servers up until told to stop."""
+"""Keep a set of vLLM servers up: `agentfab serve`, and pipelines with a `serving` section."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
 
 from agentfab.serving.vllm_server import ServerSpec, VLLMServer, check_can_start
+
+if TYPE_CHECKING:
+    from agentfab.pipeline import ServeConfig
 
 MAX_BACKOFF_S = 60.0
 
 
+@contextlib.asynccontextmanager
+async def servers_up(
+    config: ServeConfig | None, *, report: Callable[[str], None] = print
+) -> AsyncIterator[Supervisor | None]:
+    """A pipeline's `serving` section, up for the duration: servers already answering are
+    reused, the others started, watched and stopped at the end."""
+    if config is None:
+        yield None
+        return
+    supervisor = Supervisor(config.specs(), Path(config.log_dir), report=report, reuse_running=True)
+    async with supervisor:
+        yield supervisor
+
+
 class Supervisor:
-    """Starts every server, restarts one that dies (with backoff), stops them all at the end."""
+    """Starts every server, restarts one that dies (with backoff), stops them all at the end.
+
+    With `reuse_running`, a server that already answers at its address under its served
+    name is used as it is: not started, watched or stopped (someone else owns it).
+    `async with Supervisor(...)` starts the servers and watches them in the background.
+    """
 
     def __init__(
         self,
@@ -21,23 +47,70 @@ class Supervisor:
         *,
         report: Callable[[str], None] = print,
         poll_s: float = 2.0,
+        reuse_running: bool = False,
     ) -> None:
         self.servers = [
             VLLMServer(spec, log_dir / f"{spec.served_name}-{spec.port}.log") for spec in specs
         ]
         self.report = report
         self.poll_s = poll_s
+        self.reuse_running = reuse_running
         self.restarts = 0
+        self.owned: list[VLLMServer] = []
+        self._watcher: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Serve until cancelled (Ctrl-C, SIGTERM); every process started is stopped."""
-        for server in self.servers:
-            check_can_start(server.spec)  # all mistakes first, before anything starts
         try:
-            await asyncio.gather(*(self._start(s) for s in self.servers))
-            await asyncio.gather(*(self._watch(s) for s in self.servers))
+            await self.start()
+            await self.watch()
         finally:
-            await asyncio.shield(asyncio.gather(*(s.stop() for s in self.servers)))
+            await asyncio.shield(self.stop())
+
+    async def start(self) -> None:
+        """Start every server not already running; all mistakes are found before any start."""
+        running = await asyncio.gather(*(self._already_up(s) for s in self.servers))
+        self.owned = [s for s, up in zip(self.servers, running, strict=True) if not up]
+        for server in self.servers:
+            if server not in self.owned:
+                self.report(f"using: {server.spec.served_name} already at {server.spec.base_url}")
+        for server in self.owned:
+            check_can_start(server.spec)
+        try:
+            await asyncio.gather(*(self._start(s) for s in self.owned))
+        except BaseException:
+            await asyncio.shield(self.stop())
+            raise
+
+    async def watch(self) -> None:
+        """Restart owned servers that die, until cancelled."""
+        await asyncio.gather(*(self._watch(s) for s in self.owned))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.owned))
+
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        self._watcher = asyncio.get_running_loop().create_task(self.watch())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await asyncio.shield(self.stop())
+
+    async def _already_up(self, server: VLLMServer) -> bool:
+        if not self.reuse_running:
+            return False
+        try:
+            async with httpx.AsyncClient(timeout=3.0) as client:
+                response = await client.get(f"{server.spec.base_url}/models")
+                served = [card.get("id") for card in response.json().get("data", [])]
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+        return server.spec.served_name in served
 
     async def _start(self, server: VLLMServer) -> None:
         await server.start()

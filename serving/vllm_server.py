@@ -42,7 +42,8 @@ class ServerSpec:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        """Where clients reach it."""
+        return f"http://{client_host(self.host)}:{self.port}/v1"
 
     def command(self) -> list[str]:
         # `python -m` rather than the `vllm` script: the CPU build's script looks
@@ -69,6 +70,11 @@ class ServerSpec:
         if self.dtype:
             args += ["--dtype", self.dtype]
         return args + list(self.extra_args)
+
+
+def client_host(host: str) -> str:
+    """The address to connect to for a server bound to `host` (all interfaces: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def check_can_start(spec: ServerSpec) -> None:

@@ -85,7 +85,19 @@ BAD_INPUTS = [
     ),
     (
         GOOD.replace("agents:", "models:\n  m: {kind: openai, base_url: localhost}\nagents:"),
-        "models.m.base_url: String should match pattern",
+        "models.m.base_url: 'localhost' is not an http(s):// URL",
+    ),
+    (
+        GOOD.replace("agents:", "models:\n  m: {kind: openai, base_url: ['http://a:1/v1', 'ftp://b/v1'], served_name: s}\nagents:"),
+        "models.m.base_url: 'ftp://b/v1' is not an http(s):// URL",
+    ),
+    (
+        GOOD.replace("agents:", "models:\n  default: {kind: openai, served_name: s}\nagents:"),
+        "models.default.base_url: required, unless `serving` starts a server named 's' (it starts: none)",
+    ),
+    (
+        GOOD.replace("agents:", "serving: {servers: [{model: default, served_name: t, replicas: 0}]}\nagents:"),
+        "serving.servers[0].replicas: Input should be greater than or equal to 1",
     ),
     ("agents: []\ntopology: {kind: chain}\n", "agents: List should have at least 1 item"),
     ("x: " + "[" * 2000 + "]" * 2000, "nested too deeply"),

@@ -23,7 +23,7 @@ pytest.importorskip("vllm")
 def write_config(path: Path, port: int, model: str = "default") -> Path:
     path.write_text(
         "servers:\n"
-        f"  - {{model: {model!r}, served_name: smollm2, port: {port}, dtype: bfloat16,\n"
+        f"  - {{model: {model!r}, served_name: smollm2, port: {port}, dtype: float32,\n"
         "     extra_args: [--enforce-eager], env: {VLLM_CPU_KVCACHE_SPACE: '2'}}\n"
         f"log_dir: {str(path.parent / 'logs')!r}\n"
     )
