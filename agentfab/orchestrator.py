@@ -60,6 +60,10 @@ class RunSettings(BaseModel):
     prompt_layout: Literal["shared_first", "role_first"] = "shared_first"
     """`shared_first` puts what the team shares before each agent's role, so a vLLM server's
     prefix cache serves the whole team; `role_first` (role as a system turn) is for comparison."""
+    structured_choice: bool = False
+    """On multiple-choice tasks, constrain each agent's reply to one option letter (vLLM's
+    structured outputs; servers without them are prompted plainly). Replies then carry no
+    reasoning and no stated confidence."""
     server_metrics: bool = True
     """Read each vLLM server's /metrics before and after the run into `Result.servers`."""
 
@@ -433,6 +437,9 @@ class _Run:
         self, agent: Agent, inbox: Sequence[Message], round_no: int, n: int, sample: int = 0
     ) -> ChatRequest:
         ask_confidence = agent.name in self.asks_confidence
+        letters = None
+        if self.settings.structured_choice and self.task.choices and self.format == "letter":
+            letters = [chr(ord("A") + i) for i in range(len(self.task.choices))]
         return ChatRequest(
             messages=build_messages(
                 self.task, inbox, agent, self.format, ask_confidence, self.settings.prompt_layout
@@ -444,6 +451,7 @@ class _Run:
             n=n,
             seed=_agent_seed(agent, self.settings.seed, round_no, sample),
             logprobs=agent.name in self.needs_logprobs,
+            choices=letters,
         )
 
     def _message(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfab import Agent, ChatRequest, Orchestrator, RunSettings
+from agentfab import Agent, ChatRequest, Orchestrator, RunSettings, Task
 from agentfab.aggregators import Majority
 from agentfab.errors import ConfigError
 from agentfab.openai_client import OpenAIClient
@@ -144,3 +144,16 @@ async def test_prefix_cache_hit_rate_read_from_server_metrics(
         assert rate >= 0.70
     else:  # each agent's role comes first: nothing after it can be shared
         assert rate <= 0.10
+
+
+async def test_structured_choice_makes_every_agent_answer_a_letter(client: OpenAIClient) -> None:
+    task = Task(
+        prompt="Which gas do plants take in for photosynthesis?",
+        choices=["Oxygen", "Carbon dioxide", "Helium", "Neon"],
+    )
+    agents = [Agent(name=f"w{i}", temperature=1.0, max_tokens=4) for i in range(5)]
+    settings = RunSettings(seed=3, structured_choice=True)
+    result = await Orchestrator({"default": client}, settings).run(star(agents, Majority()), task)
+    replies = [m.text.strip() for m in result.messages if m.kind == "agent"]
+    assert len(replies) == 5 and set(replies) <= {"A", "B", "C", "D"}
+    assert result.answer in {"A", "B", "C", "D"}
