@@ -1,4 +1,5 @@
-"""The `agentfab` command: run, validate, graph, serve and schema for YAML pipelines."""
+"""The `agentfab` command: run, validate, graph, serve and schema for YAML pipelines; eval
+a pipeline on a benchmark suite, and report on eval runs side by side."""
 
 from __future__ import annotations
 
@@ -63,7 +64,89 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the pipeline JSON Schema")
     schema.set_defaults(handler=_schema)
+
+    _add_eval_commands(commands)
     return parser
+
+
+def _add_eval_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evaluate = commands.add_parser("eval", help="run a pipeline on a benchmark suite")
+    evaluate.add_argument("pipeline", type=Path)
+    evaluate.add_argument("--suite", required=True, help="a known suite or a .csv/.jsonl file")
+    evaluate.add_argument("--limit", type=_count, help="only the first N items")
+    evaluate.add_argument("--samples", type=_positive, default=1, help="team runs per item")
+    evaluate.add_argument("--out", type=Path, help="run folder (default: runs/NAME-SUITE-TIME)")
+    evaluate.add_argument("--resume", action="store_true", help="continue the run in --out")
+    evaluate.add_argument("--concurrency", type=_positive, default=8, help="items at once")
+    evaluate.add_argument("--seed", type=int, help="default: the pipeline's seed, else 0")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=_eval)
+
+    report = commands.add_parser("report", help="eval runs side by side, as Markdown")
+    report.add_argument("runs", type=Path, nargs="+", metavar="DIR")
+    report.add_argument("--out", type=Path, help="also write the table to this file")
+    report.set_defaults(handler=_report_runs)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agentfab.evals.report import rate_table
+    from agentfab.evals.runner import EvalOptions, plan_eval, run_eval
+
+    options = EvalOptions(
+        pipeline=args.pipeline,
+        suite=args.suite,
+        limit=args.limit,
+        samples=args.samples,
+        out=args.out,
+        resume=args.resume,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    plan = plan_eval(options)
+    _report(f"eval: {len(plan.units)} to run, {len(plan.done)} done before; in {plan.folder}")
+    try:
+        outcome = asyncio.run(run_eval(plan))
+    except KeyboardInterrupt:
+        print(
+            f"agentfab: interrupted; finished items are in {plan.results}; "
+            f"continue with: {plan.resume_command()}",
+            file=sys.stderr,
+        )
+        return 130
+    if outcome.summary is None:
+        print(f"no items to run; nothing written to {plan.results}")
+        return 0
+    print(rate_table(outcome.summary))
+    print(f"\nreport: {outcome.folder / 'report.md'}")
+    return 0
+
+
+def _report_runs(args: argparse.Namespace) -> int:
+    from agentfab.evals.report import compare_runs
+
+    table = compare_runs(args.runs)
+    if args.out is not None:
+        try:
+            args.out.write_text(table, encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"--out {args.out}: cannot write ({error.strerror})") from None
+    print(table, end="")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

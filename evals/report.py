@@ -1,0 +1,681 @@
+"""What an eval run wrote, and what it says: the results file, the summary and the report.
+
+A run's folder holds `run.json` (how it was run), `results.jsonl` (one `ItemRecord` per
+item and sample, written as each finished), and, once it ends, `summary.json`,
+`report.md` and its figures. Everything here is computed from `results.jsonl`, so an
+interrupted run can be reported on too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agentfab.errors import ConfigError
+from agentfab.evals.code import pass_at_k
+from agentfab.evals.stats import correlation_matrix, mean, wilson
+from agentfab.messages import Usage
+
+__all__ = [
+    "AgentAttempt",
+    "Attempt",
+    "ItemRecord",
+    "Rate",
+    "RunConfig",
+    "Sampled",
+    "Summary",
+    "compare_runs",
+    "read_results",
+    "read_run",
+    "summarise",
+    "write_report",
+]
+
+RUN_FILE = "run.json"
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.md"
+FIGURES = ("accuracy.png", "tokens.png", "agreement.png")
+
+ErrorKind = Literal["budget", "quorum", "backend"]
+
+
+# ---- the records a run writes ------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RunConfig(_Record):
+    """`run.json`: what was run. A resumed run must match it in pipeline, suite and seed."""
+
+    pipeline: str
+    """The pipeline file as given."""
+    pipeline_name: str
+    pipeline_sha256: str
+    """Of the file's bytes: an edited pipeline is a different run."""
+    team: str
+    """The team in words: topology, output aggregator, agents."""
+    suite: str
+    suite_kind: Literal["choice", "code"]
+    suite_source: str
+    seed: int
+    """Shuffles the options and seeds every team run and baseline."""
+    limit: int | None
+    samples: int
+    """Independent team runs per item."""
+    concurrency: int
+    started: str
+    agentfab: str
+    """The agentfab version."""
+
+
+class Attempt(_Record):
+    """One configuration's answer to one item."""
+
+    answer: str | None = None
+    """The extracted answer: a letter, or for code the program the decision chose."""
+    text: str = ""
+    correct: bool = False
+    usage: Usage = Usage()
+    latency_s: float = 0.0
+    error: str | None = None
+    check: str | None = None
+    """Code: how the problem's tests ended (`passed`, `failed: ...`, `timeout: ...`)."""
+    details: dict[str, Any] = {}
+    """The decision's diagnostics (votes, agreement, entropy, groups, ...)."""
+
+
+class AgentAttempt(Attempt):
+    """One agent message of the team's run."""
+
+    id: str
+    name: str
+    round: int
+
+
+class Sampled(Attempt):
+    """Self-consistency: one agent sampled up to the team's tokens, then a vote."""
+
+    samples: int = 0
+    requests: int = 0
+    budget: int = 0
+    """The team's tokens on this item, which the samples were matched to."""
+    answers: list[str | None] = []
+    texts: list[str] = []
+
+
+class ItemRecord(_Record):
+    """One line of `results.jsonl`: one item, one team sample, and its baselines."""
+
+    item: str
+    sample: int = 0
+    kind: Literal["choice", "code"]
+    reference: str | None = None
+    """The correct letter (choice); None for code, which its tests judge."""
+    team: Attempt
+    agents: list[AgentAttempt] = []
+    """Every agent message of the team's run, in the run's order."""
+    single: Attempt
+    """The team's first agent alone, one sample."""
+    self_consistency: Sampled
+    oracle: bool = False
+    """Whether some agent of the team's last round was right."""
+    error: str | None = None
+    """Why the team's run failed; the item then counts as wrong."""
+    error_kind: ErrorKind | None = None
+    """`backend` failures (no model answered) are asked again by --resume."""
+    wall_s: float = 0.0
+    finished: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.item, self.sample
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The records of a results file, and what reading it had to leave out."""
+
+    records: list[ItemRecord]
+    truncated: bool
+    """The last line was cut short (a run killed mid-write) and was ignored."""
+    duplicates: int
+    """Lines repeating an (item, sample) already read; the first is kept."""
+
+
+def read_run(folder: Path) -> RunConfig:
+    path = folder / RUN_FILE
+    try:
+        return RunConfig.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: not an eval run (no {RUN_FILE})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except ValidationError as error:
+        raise ConfigError(f"{path}: not a run description ({_first_problem(error)})") from None
+
+
+def read_results(path: Path) -> Loaded:
+    """Every complete record; a cut-short last line is left out, a bad line elsewhere is a
+    ConfigError naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Loaded([], False, 0)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    lines = data.split(b"\n")
+    ends_cleanly = lines[-1] == b""
+    records: dict[tuple[str, int], ItemRecord] = {}
+    duplicates, truncated = 0, False
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        record = _parse_line(raw)
+        if isinstance(record, str):
+            if number == len(lines) and not ends_cleanly:
+                truncated = True
+                break
+            raise ConfigError(f"{path}:{number}: not a result line ({record})")
+        if record.key in records:
+            duplicates += 1
+            continue
+        records[record.key] = record
+    return Loaded(list(records.values()), truncated, duplicates)
+
+
+def _parse_line(raw: bytes) -> ItemRecord | str:
+    """The record, or what is wrong with the line."""
+    try:
+        return ItemRecord.model_validate_json(raw)
+    except ValidationError as error:
+        return _first_problem(error)
+
+
+def _first_problem(error: ValidationError) -> str:
+    item = error.errors()[0]
+    where = ".".join(map(str, item["loc"]))
+    return f"{where}: {item['msg']}" if where else str(item["msg"])
+
+
+# ---- the summary ---------------------------------------------------------------------------
+
+
+class Rate(_Record):
+    """How often one configuration was right, and what it cost."""
+
+    name: str
+    label: str
+    correct: float
+    """Items right (with several samples per item: the sum of per-item pass@1)."""
+    items: int
+    accuracy: float | None
+    """pass@1: the mean over items of the share of samples that were right."""
+    low: float
+    high: float
+    """The Wilson 95% interval, over items."""
+    tokens_per_item: float | None
+    """Mean prompt + completion tokens per item and sample."""
+    pass_at_k: dict[str, float] = {}
+    """With several samples per item: the unbiased pass@k, e.g. {"pass@5": 0.4}."""
+
+
+class Split(_Record):
+    """The team's decisions with one vote pattern, e.g. "2+1": two agreed, one did not."""
+
+    votes: str
+    agreement: float | None
+    """The share of the top answer."""
+    entropy: float | None
+    """Of the answers, in bits."""
+    lines: int
+    team_accuracy: float
+
+
+class Summary(_Record):
+    """`summary.json`."""
+
+    run: RunConfig | None
+    items: int
+    lines: int
+    samples: int
+    """Samples per item (the fewest any item has)."""
+    failed: int
+    """Lines whose team run failed."""
+    configurations: list[Rate]
+    self_consistency_samples: float | None
+    """Mean samples self-consistency drew per line."""
+    agreement: list[Split]
+    """How split the team's decisions were, most unanimous first."""
+    mean_agreement: float | None
+    mean_entropy: float | None
+    correlation_agents: list[str]
+    correlation_matrix: list[list[float | None]]
+    """Pairwise phi of the agents' correctness over lines (1: they fail together)."""
+    mean_correlation: float | None
+
+
+def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Summary:
+    by_item = _by_item(records)
+    samples = min((len(lines) for lines in by_item.values()), default=0)
+    k = _oracle_k(records)
+    labels = {
+        "team": f"team ({run.team})" if run else "team",
+        "single": "single agent, one sample",
+        "self-consistency": "single agent, self-consistency at the team's tokens",
+        "oracle": f"oracle@{k} (some agent right)",
+    }
+    rates = [
+        _rate(key, f"oracle@{k}" if key == "oracle" else key, label, by_item, samples)
+        for key, label in labels.items()
+    ]
+    names, matrix, mean_phi = correlation_matrix(_agent_correctness(records))
+    patterns = _agreement(records)
+    details = [r.team.details for r in records]
+    return Summary(
+        run=run,
+        items=len(by_item),
+        lines=len(records),
+        samples=samples,
+        failed=sum(1 for r in records if r.error is not None),
+        configurations=rates,
+        self_consistency_samples=mean([r.self_consistency.samples for r in records]),
+        agreement=patterns,
+        mean_agreement=mean([d["agreement"] for d in details if "agreement" in d]),
+        mean_entropy=mean([d["entropy"] for d in details if "entropy" in d]),
+        correlation_agents=names,
+        correlation_matrix=matrix,
+        mean_correlation=mean_phi,
+    )
+
+
+def _by_item(records: Iterable[ItemRecord]) -> dict[str, list[ItemRecord]]:
+    grouped: dict[str, list[ItemRecord]] = {}
+    for record in records:
+        grouped.setdefault(record.item, []).append(record)
+    return grouped
+
+
+_PICK: dict[str, Callable[[ItemRecord], Attempt]] = {
+    "team": lambda r: r.team,
+    "single": lambda r: r.single,
+    "self-consistency": lambda r: r.self_consistency,
+    "oracle": lambda r: Attempt(correct=r.oracle, usage=r.team.usage),
+}
+
+
+def _oracle_k(records: Sequence[ItemRecord]) -> int:
+    counts = [len({a.name for a in r.agents}) for r in records if r.agents]
+    return max(counts, default=0)
+
+
+def _rate(
+    key: str, name: str, label: str, by_item: Mapping[str, list[ItemRecord]], samples: int
+) -> Rate:
+    pick = _PICK[key]
+    per_item = [[pick(r).correct for r in lines] for lines in by_item.values()]
+    shares = [sum(right) / len(right) for right in per_item]
+    correct = sum(shares)
+    low, high = wilson(correct, len(shares))
+    tokens = [pick(r).usage.total_tokens for lines in by_item.values() for r in lines]
+    pass_k = {}
+    if samples > 1 and key != "oracle":  # oracle@k already is a best-of
+        for k in sorted({1, samples}):
+            estimates = [pass_at_k(len(right), sum(right), k) for right in per_item]
+            pass_k[f"pass@{k}"] = sum(estimates) / len(estimates)
+    return Rate(
+        name=name,
+        label=label,
+        correct=correct,
+        items=len(shares),
+        accuracy=mean(shares),
+        low=low,
+        high=high,
+        tokens_per_item=mean(tokens),
+        pass_at_k=pass_k,
+    )
+
+
+def _agent_correctness(records: Iterable[ItemRecord]) -> dict[str, dict[str, bool]]:
+    """Agent -> line -> whether its last answer on that line was right."""
+    correct: dict[str, dict[str, bool]] = {}
+    for record in records:
+        case = f"{record.item}#{record.sample}"
+        for attempt in record.agents:  # in run order: a later round overwrites an earlier
+            correct.setdefault(attempt.name, {})[case] = attempt.correct
+    return correct
+
+
+def _agreement(records: Iterable[ItemRecord]) -> list[Split]:
+    """Lines grouped by the decision's vote pattern, most unanimous first."""
+    groups: dict[str, list[ItemRecord]] = {}
+    for record in records:
+        pattern = _pattern(record)
+        if pattern is not None:
+            groups.setdefault(pattern, []).append(record)
+    splits = [
+        Split(
+            votes=pattern,
+            agreement=members[0].team.details.get("agreement"),
+            entropy=members[0].team.details.get("entropy"),
+            lines=len(members),
+            team_accuracy=sum(r.team.correct for r in members) / len(members),
+        )
+        for pattern, members in groups.items()
+    ]
+    return sorted(splits, key=lambda split: (-(split.agreement or 0.0), split.entropy or 0.0))
+
+
+def _pattern(record: ItemRecord) -> str | None:
+    """ "2+1": two voters agreed and one did not; agents of the last round with no usable
+    answer are counted apart."""
+    votes = record.team.details.get("votes")
+    if not isinstance(votes, dict) or not votes:
+        return None
+    counts = sorted((int(n) for n in votes.values()), reverse=True)
+    pattern = "+".join(map(str, counts))
+    last = max((a.round for a in record.agents), default=0)
+    silent = sum(1 for a in record.agents if a.round == last) - sum(counts)
+    return f"{pattern}, {silent} no answer" if silent > 0 else pattern
+
+
+# ---- writing the report --------------------------------------------------------------------
+
+
+def write_report(folder: Path) -> Summary:
+    """Summarise `folder`'s results into summary.json, report.md and the figures."""
+    run = read_run(folder)
+    loaded = read_results(folder / RESULTS_FILE)
+    if not loaded.records:
+        raise ConfigError(f"{folder}: no results yet in {RESULTS_FILE}")
+    summary = summarise(loaded.records, run)
+    _write_text(folder / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+    figures = _plot(folder, summary, loaded.records)
+    _write_text(folder / REPORT_FILE, markdown(summary, figures))
+    return summary
+
+
+def _write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot write ({error.strerror})") from None
+
+
+def markdown(summary: Summary, figures: Sequence[str] | str) -> str:
+    """report.md: `figures` are the image files written, or why there are none."""
+    parts = [_heading(summary), rate_table(summary)]
+    if summary.samples > 1:
+        parts.append(
+            "pass@1 is the mean over items of the share of samples right; the intervals "
+            "are over items."
+        )
+    if isinstance(figures, str):
+        parts.append(f"_{figures}_")
+    else:
+        parts.append(" ".join(f"![{Path(f).stem}]({f})" for f in figures[:2]))
+    parts += [_agreement_section(summary, figures), _correlation_section(summary)]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _heading(summary: Summary) -> str:
+    run = summary.run
+    title = f"# {run.pipeline_name} on {run.suite}" if run else "# Eval report"
+    lines = [title, ""]
+    count = f"{summary.items} items × {summary.samples} sample{'s' * (summary.samples != 1)}"
+    if run:
+        lines.append(
+            f"{count}, seed {run.seed}; pipeline `{run.pipeline}` "
+            f"(sha256 {run.pipeline_sha256[:12]}), started {run.started}, agentfab {run.agentfab}."
+        )
+    else:
+        lines.append(f"{count}.")
+    if summary.failed:
+        lines.append(f"{summary.failed} team runs failed and count as wrong.")
+    if summary.self_consistency_samples is not None:
+        lines.append(
+            f"Self-consistency drew {summary.self_consistency_samples:.1f} samples per item on "
+            "average, as many as came closest to the team's tokens on that item."
+        )
+    return "\n".join(lines)
+
+
+def rate_table(summary: Summary) -> str:
+    ks = sorted({k for rate in summary.configurations for k in rate.pass_at_k}, key=_k_order)
+    header = ["configuration", "correct", "accuracy", "95% interval (Wilson)", "tokens per item"]
+    rows = [
+        [
+            rate.label,
+            f"{_count(rate.correct)}/{rate.items}",
+            _percent(rate.accuracy),
+            f"{rate.low:.0%}–{rate.high:.0%}",
+            "n/a" if rate.tokens_per_item is None else f"{rate.tokens_per_item:.0f}",
+            *(_percent(rate.pass_at_k.get(k)) for k in ks),
+        ]
+        for rate in summary.configurations
+    ]
+    return _table([*header, *ks], rows)
+
+
+def _k_order(name: str) -> int:
+    return int(name.removeprefix("pass@"))
+
+
+def _count(value: float) -> str:
+    return str(round(value)) if math.isclose(value, round(value)) else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _agreement_section(summary: Summary, figures: Sequence[str] | str) -> str:
+    if not summary.agreement:
+        return ""
+    rows = [
+        [
+            split.votes,
+            _number(split.agreement),
+            _number(split.entropy),
+            str(split.lines),
+            _percent(split.team_accuracy),
+        ]
+        for split in summary.agreement
+    ]
+    table = _table(["votes", "agreement", "entropy (bits)", "items", "team accuracy"], rows)
+    text = (
+        f"## Agreement\n\nHow the team's decisions were split (mean agreement "
+        f"{_number(summary.mean_agreement)}, mean entropy {_number(summary.mean_entropy)} bits):"
+        f"\n\n{table}"
+    )
+    if not isinstance(figures, str) and "agreement.png" in figures:
+        text += "\n\n![agreement](agreement.png)"
+    return text
+
+
+def _correlation_section(summary: Summary) -> str:
+    names = summary.correlation_agents
+    if len(names) < 2:
+        return ""
+    rows = [
+        [name, *(_number(v) for v in row)]
+        for name, row in zip(names, summary.correlation_matrix, strict=True)
+    ]
+    return (
+        "## Correlation of errors between agents\n\n"
+        f"Mean pairwise phi {_number(summary.mean_correlation)} (1: the agents fail on the "
+        "same items, 0: independently; n/a where an agent was always right or always "
+        "wrong).\n\n" + _table(["", *names], rows)
+    )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+# ---- figures -------------------------------------------------------------------------------
+
+
+def _plot(folder: Path, summary: Summary, records: Sequence[ItemRecord]) -> list[str] | str:
+    """The figures written, or why there are none."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "figures need matplotlib: pip install 'agentfab[plot]'"
+    written = []
+    for name, draw in (
+        ("accuracy.png", _accuracy_figure),
+        ("tokens.png", _tokens_figure),
+        ("agreement.png", _agreement_figure),
+    ):
+        figure = draw(plt, summary, records)
+        if figure is None:
+            continue
+        try:
+            figure.savefig(folder / name, dpi=120, bbox_inches="tight")
+        except OSError as error:
+            raise ConfigError(f"{folder / name}: cannot write ({error.strerror})") from None
+        finally:
+            plt.close(figure)
+        written.append(name)
+    return written
+
+
+def _errors(rates: Sequence[Rate]) -> list[list[float]]:
+    values = [r.accuracy or 0.0 for r in rates]
+    return [
+        [v - r.low for v, r in zip(values, rates, strict=True)],
+        [r.high - v for v, r in zip(values, rates, strict=True)],
+    ]
+
+
+def _accuracy_figure(plt: Any, summary: Summary, records: Sequence[ItemRecord]) -> Any:
+    rates = summary.configurations
+    figure, axes = plt.subplots(figsize=(6.5, 3.6))
+    positions = range(len(rates))
+    axes.errorbar(
+        positions,
+        [r.accuracy or 0.0 for r in rates],
+        yerr=_errors(rates),
+        fmt="o",
+        capsize=6,
+    )
+    axes.set_xticks(list(positions), [r.name for r in rates])
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_ylabel("accuracy (pass@1)")
+    axes.set_title(f"{_title(summary)}: accuracy with 95% intervals (n={summary.items})")
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def _tokens_figure(plt: Any, summary: Summary, records: Sequence[ItemRecord]) -> Any:
+    rates = [r for r in summary.configurations if r.tokens_per_item is not None]
+    figure, axes = plt.subplots(figsize=(6.5, 3.6))
+    for rate, low, high in zip(rates, *_errors(rates), strict=True):
+        axes.errorbar(
+            [rate.tokens_per_item],
+            [rate.accuracy or 0.0],
+            yerr=[[low], [high]],
+            fmt="o",
+            capsize=5,
+            label=rate.name,
+        )
+    spread = [r.tokens_per_item or 1.0 for r in rates]
+    if max(spread) > 10 * min(spread):
+        axes.set_xscale("log")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("tokens per item (prompt + completion)")
+    axes.set_ylabel("accuracy (pass@1)")
+    axes.set_title(f"{_title(summary)}: accuracy against tokens")
+    axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def _agreement_figure(plt: Any, summary: Summary, records: Sequence[ItemRecord]) -> Any:
+    splits = summary.agreement
+    if not splits:
+        return None
+    right = [round(s.lines * s.team_accuracy) for s in splits]
+    wrong = [s.lines - k for s, k in zip(splits, right, strict=True)]
+    labels = [f"{s.votes}\n({_number(s.agreement)})" for s in splits]
+    figure, axes = plt.subplots(figsize=(6.5, 3.6))
+    axes.bar(labels, right, label="team right")
+    axes.bar(labels, wrong, bottom=right, label="team wrong")
+    axes.set_xlabel("vote pattern (agreement)")
+    axes.set_ylabel("items")
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.set_title(f"{_title(summary)}: how split the team was")
+    axes.legend(fontsize="small")
+    return figure
+
+
+def _title(summary: Summary) -> str:
+    return f"{summary.run.pipeline_name} on {summary.run.suite}" if summary.run else "eval"
+
+
+# ---- several runs side by side -------------------------------------------------------------
+
+
+def compare_runs(folders: Sequence[Path]) -> str:
+    """A Markdown table with one row per run, summarised from each run's results."""
+    rows = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: no such run folder")
+        run = read_run(folder)
+        loaded = read_results(folder / RESULTS_FILE)
+        if not loaded.records:
+            raise ConfigError(f"{folder}: no results in {RESULTS_FILE}")
+        rows.append(_run_row(folder, summarise(loaded.records, run)))
+    header = [
+        "run",
+        "pipeline",
+        "suite",
+        "items",
+        "team",
+        "single",
+        "self-consistency",
+        "oracle",
+        "team tokens/item",
+        "SC tokens/item",
+    ]
+    return _table(header, rows) + "\n"
+
+
+def _run_row(folder: Path, summary: Summary) -> list[str]:
+    team, single, sc, oracle = summary.configurations
+    run = summary.run
+    assert run is not None
+    return [
+        folder.name,
+        run.pipeline_name,
+        run.suite,
+        f"{summary.items}" + (f"×{summary.samples}" if summary.samples > 1 else ""),
+        *(_cell(rate) for rate in (team, single, sc, oracle)),
+        f"{team.tokens_per_item or 0:.0f}",
+        f"{sc.tokens_per_item or 0:.0f}",
+    ]
+
+
+def _cell(rate: Rate) -> str:
+    return f"{_percent(rate.accuracy)} ({rate.low:.0%}–{rate.high:.0%})"

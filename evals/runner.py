@@ -1,0 +1,752 @@
+"""The benchmark runner: a pipeline's team on every item of a suite, beside honest baselines.
+
+For each item (and each of `samples` independent team runs of it) the runner records
+the team's decision and every agent's answer, and three baselines from the team's
+first agent: one sample alone; self-consistency, the same agent sampled until its
+tokens come as close as they can to what the team spent on that item, then a vote
+(plurality for multiple choice, execution consensus for code); and oracle@k, whether
+some agent of the team was right. Code is judged by the problem's tests in the sandbox.
+
+Each record is appended to `results.jsonl` and synced to disk as soon as its item
+finishes, so a run killed at any moment keeps its work; `resume` continues it without
+asking a finished item again. Items run concurrently (the embedded model batches them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentfab.agent import Agent
+from agentfab.aggregators.base import AggregationContext, derive_seed, vote_stats
+from agentfab.aggregators.execution import ExecutionConsensus
+from agentfab.aggregators.majority import plurality
+from agentfab.errors import (
+    AgentfabError,
+    BackendError,
+    BudgetExceeded,
+    ConfigError,
+    ModelOutputError,
+    QuorumNotReached,
+)
+from agentfab.evals.code import extract_code, humaneval_program
+from agentfab.evals.report import (
+    RESULTS_FILE,
+    RUN_FILE,
+    AgentAttempt,
+    Attempt,
+    ErrorKind,
+    ItemRecord,
+    RunConfig,
+    Sampled,
+    Summary,
+    read_results,
+    read_run,
+    write_report,
+)
+from agentfab.evals.sandbox import run_python_async
+from agentfab.evals.suites import Item, Suite, load_suite
+from agentfab.llm import LLMClient
+from agentfab.messages import Message, Task, Usage
+from agentfab.orchestrator import Budget, Orchestrator
+from agentfab.pipeline import Pipeline, build_clients, load_pipeline
+from agentfab.result import Result
+from agentfab.team import Aggregate, Team
+
+__all__ = ["EvalOptions", "EvalOutcome", "EvalPlan", "evaluate", "plan_eval", "run_eval"]
+
+_MAX_SC_REQUESTS = 8
+# Stop a run whose model calls keep failing: this many items with no answer at all, and
+# more than half of those finished in this session.
+_MAX_BACKEND_FAILURES = 5
+_SANDBOXES = 4
+
+
+class EvalOptions(BaseModel):
+    """Everything `agentfab eval` is told."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pipeline: Path
+    suite: str
+    """A known suite name or a .csv / .jsonl file."""
+    limit: int | None = Field(default=None, ge=0)
+    """Only the first N items."""
+    samples: int = Field(default=1, ge=1)
+    """Independent team runs per item (different seeds), for pass@k."""
+    out: Path | None = None
+    """The run's folder; default `runs/<pipeline-name>-<suite>-<timestamp>`."""
+    resume: bool = False
+    """Continue the run in `out`, skipping what it finished."""
+    concurrency: int = Field(default=8, ge=1)
+    """Items in flight at once."""
+    seed: int | None = None
+    """Default: the pipeline's run seed, else 0."""
+    max_sc_samples: int = Field(default=32, ge=1)
+    """At most this many self-consistency samples per item, whatever the team spent."""
+    test_timeout_s: float = Field(default=10.0, gt=0)
+    """Wall-clock limit of one code problem's tests."""
+    progress: bool = True
+    """A progress bar on stderr."""
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """A prepared run: its folder exists with run.json, and what is left to do is known."""
+
+    options: EvalOptions
+    pipeline: Pipeline
+    team: Team
+    suite: Suite
+    config: RunConfig
+    folder: Path
+    done: list[ItemRecord]
+    """Records kept from an earlier, interrupted run of the same folder."""
+    units: list[tuple[Item, int]]
+    """(item, sample) pairs still to run, in suite order."""
+
+    @property
+    def results(self) -> Path:
+        return self.folder / RESULTS_FILE
+
+    def resume_command(self) -> str:
+        """The command that continues this run."""
+        o = self.options
+        parts = ["agentfab eval", str(o.pipeline), "--suite", o.suite, "--out", str(self.folder)]
+        if o.limit is not None:
+            parts += ["--limit", str(o.limit)]
+        if o.samples != 1:
+            parts += ["--samples", str(o.samples)]
+        if o.seed is not None:
+            parts += ["--seed", str(o.seed)]
+        return " ".join([*parts, "--resume"])
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    folder: Path
+    summary: Summary | None
+    """None when no item has a result (an empty suite or `limit` 0)."""
+    written: int
+    """Records written by this call."""
+    skipped: int
+    """Records an earlier run had finished."""
+
+
+async def evaluate(
+    options: EvalOptions, *, clients: Mapping[str, LLMClient] | None = None
+) -> EvalOutcome:
+    """Plan and run an eval; see `plan_eval` and `run_eval`."""
+    return await run_eval(plan_eval(options), clients=clients)
+
+
+# ---- planning: the folder, run.json and what is left -------------------------------------
+
+
+def plan_eval(options: EvalOptions) -> EvalPlan:
+    """Load the pipeline and suite, prepare the folder (refusing to mix runs) and work out
+    what is left. Every problem is a one-line ConfigError."""
+    pipeline = load_pipeline(options.pipeline)
+    seed = options.seed if options.seed is not None else pipeline.run.seed
+    seed = seed if seed is not None else 0
+    suite = load_suite(options.suite, seed=seed, limit=options.limit)
+    team = pipeline.build_team()
+    config = _run_config(options, pipeline, team, suite, seed)
+    folder = options.out or _default_folder(pipeline, suite)
+    done = _prepare(folder, config, options.resume)
+    finished = {record.key for record in done}
+    units = [
+        (item, sample)
+        for item in suite.items
+        for sample in range(options.samples)
+        if (item.id, sample) not in finished
+    ]
+    return EvalPlan(options, pipeline, team, suite, config, folder, done, units)
+
+
+def _run_config(
+    options: EvalOptions, pipeline: Pipeline, team: Team, suite: Suite, seed: int
+) -> RunConfig:
+    from agentfab import __version__
+
+    try:
+        digest = hashlib.sha256(options.pipeline.read_bytes()).hexdigest()
+    except OSError as error:
+        raise ConfigError(f"{options.pipeline}: cannot read ({error.strerror})") from None
+    return RunConfig(
+        pipeline=str(options.pipeline),
+        pipeline_name=pipeline.name,
+        pipeline_sha256=digest,
+        team=_describe_team(pipeline, team),
+        suite=suite.name,
+        suite_kind=suite.kind,
+        suite_source=suite.source,
+        seed=seed,
+        limit=options.limit,
+        samples=options.samples,
+        concurrency=options.concurrency,
+        started=_now(),
+        agentfab=__version__,
+    )
+
+
+def _describe_team(pipeline: Pipeline, team: Team) -> str:
+    output = team.node(team.output)
+    decided = f", {output.aggregator.name}" if isinstance(output, Aggregate) else ""
+    count = len(team.agents())
+    return f"{pipeline.topology.kind}{decided}, {count} agent{'s' * (count != 1)}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _default_folder(pipeline: Pipeline, suite: Suite) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{_safe(pipeline.name)}-{_safe(suite.name)}-{stamp}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _prepare(folder: Path, config: RunConfig, resume: bool) -> list[ItemRecord]:
+    """The records to keep; run.json written. Without `resume`, results are never mixed."""
+    results = folder / RESULTS_FILE
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder}: exists and is not a folder")
+    has_results = results.is_file() and results.stat().st_size > 0
+    kept: list[ItemRecord] = []
+    if has_results and not resume:
+        raise ConfigError(f"{folder} has results; pass --resume or another --out")
+    if resume and has_results:
+        previous = read_run(folder)
+        _check_same_run(folder, previous, config)
+        config = config.model_copy(update={"started": previous.started})
+        loaded = read_results(results)
+        # Items no model answered (a server down) are asked again; others are final.
+        kept = [r for r in loaded.records if r.error_kind != "backend"]
+        if loaded.truncated or loaded.duplicates or len(kept) < len(loaded.records):
+            _rewrite(results, kept)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _replace_text(folder / RUN_FILE, config.model_dump_json(indent=2) + "\n")
+    except OSError as error:
+        raise ConfigError(f"--out {folder}: cannot write ({error.strerror})") from None
+    return kept
+
+
+def _check_same_run(folder: Path, previous: RunConfig, config: RunConfig) -> None:
+    for name, flag in (
+        ("pipeline_sha256", "pipeline file"),
+        ("suite", "--suite"),
+        ("seed", "--seed"),
+    ):
+        old, new = getattr(previous, name), getattr(config, name)
+        if old != new:
+            what = "pipeline file (its content changed)" if name == "pipeline_sha256" else flag
+            raise ConfigError(
+                f"{folder} holds a run with another {what}: {old!r}, not {new!r}; "
+                f"resume it with the same {flag}, or pass another --out"
+            )
+
+
+def _rewrite(path: Path, records: Sequence[ItemRecord]) -> None:
+    """The results file with only `records`, replaced in one step."""
+    _replace_text(path, "".join(r.model_dump_json() + "\n" for r in records))
+
+
+def _replace_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+# ---- running -------------------------------------------------------------------------------
+
+
+async def run_eval(
+    plan: EvalPlan, *, clients: Mapping[str, LLMClient] | None = None
+) -> EvalOutcome:
+    """Run what `plan` left to do, then write summary.json and the report.
+
+    Without `clients`, the pipeline's servers are brought up (its `serving` section) and
+    its clients built and closed here. Cancelling keeps every record already written.
+    """
+    written = 0
+    if plan.units:
+        with _ResultsFile(plan.results) as results:
+            if clients is not None:
+                written = await _run_units(plan, clients, results)
+            else:
+                written = await _run_with_own_clients(plan, results)
+    everything = written + len(plan.done)
+    summary = write_report(plan.folder) if everything else None
+    return EvalOutcome(plan.folder, summary, written, len(plan.done))
+
+
+async def _run_with_own_clients(plan: EvalPlan, results: _ResultsFile) -> int:
+    from agentfab.serving.supervisor import servers_up
+
+    async with servers_up(plan.pipeline.serving, report=_say):
+        clients = build_clients(plan.pipeline)
+        try:
+            return await _run_units(plan, clients, results)
+        finally:
+            for client in {id(c): c for c in clients.values()}.values():
+                await client.aclose()
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _ResultsFile:
+    """results.jsonl, appended one synced line per finished item."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: TextIO | None = None
+
+    def __enter__(self) -> _ResultsFile:
+        try:
+            self.file = self.path.open("a", encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{self.path}: cannot write ({error.strerror})") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def write(self, record: ItemRecord) -> None:
+        assert self.file is not None
+        self.file.write(record.model_dump_json() + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+
+async def _run_units(
+    plan: EvalPlan, clients: Mapping[str, LLMClient], results: _ResultsFile
+) -> int:
+    session = _Session(plan, clients, asyncio.Semaphore(_SANDBOXES))
+    progress = _Progress(plan)
+    written = 0
+
+    async def one(item: Item, sample: int) -> None:
+        nonlocal written
+        record = await session.unit(item, sample)
+        results.write(record)
+        written += 1
+        progress.add(record)
+        progress.check_failures(plan)
+
+    try:
+        await _drain(plan.units, one, plan.options.concurrency)
+    finally:
+        progress.close()
+    return written
+
+
+async def _drain(
+    units: Sequence[tuple[Item, int]],
+    work: Callable[[Item, int], Awaitable[None]],
+    concurrency: int,
+) -> None:
+    """`work` on every unit, `concurrency` at a time; the first error stops the others."""
+    pending: Iterator[tuple[Item, int]] = iter(units)
+
+    async def worker() -> None:
+        for item, sample in pending:  # one shared iterator: each unit is taken once
+            await work(item, sample)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(concurrency, len(units))):
+                group.create_task(worker())
+    except BaseExceptionGroup as errors:
+        raise _first(errors) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error
+
+
+class _Progress:
+    """A tqdm bar on stderr with the running accuracy and tokens; counts failures."""
+
+    def __init__(self, plan: EvalPlan) -> None:
+        from tqdm import tqdm
+
+        self.lines = self.team_right = self.single_right = self.tokens = 0
+        self.finished = self.backend_failures = 0
+        self.last_error = ""
+        self.bar = tqdm(
+            total=len(plan.done) + len(plan.units),
+            desc=f"{plan.config.pipeline_name} on {plan.suite.name}",
+            unit="item",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not plan.options.progress,
+        )
+        for record in plan.done:
+            self._count(record)
+        self.bar.update(len(plan.done))
+        self._show()
+
+    def add(self, record: ItemRecord) -> None:
+        self._count(record)
+        self.finished += 1
+        if record.error_kind == "backend":
+            self.backend_failures += 1
+            self.last_error = record.error or ""
+        self.bar.update(1)
+        self._show()
+
+    def _count(self, record: ItemRecord) -> None:
+        self.lines += 1
+        self.team_right += record.team.correct
+        self.single_right += record.single.correct
+        self.tokens += sum(
+            a.usage.total_tokens for a in (record.team, record.single, record.self_consistency)
+        )
+
+    def _show(self) -> None:
+        if self.lines:
+            self.bar.set_postfix_str(
+                f"team {self.team_right / self.lines:.0%} single "
+                f"{self.single_right / self.lines:.0%} tokens {self.tokens / 1000:.1f}k"
+            )
+
+    def check_failures(self, plan: EvalPlan) -> None:
+        failures = self.backend_failures
+        if failures >= _MAX_BACKEND_FAILURES and failures * 2 > self.finished:
+            raise BackendError(
+                f"stopping: {failures} of the {self.finished} items finished so far got no "
+                f"answer from any model (last: {self.last_error}); finished items are in "
+                f"{plan.results}; fix the cause, then: {plan.resume_command()}"
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---- one item -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Session:
+    """What every item of a run shares."""
+
+    plan: EvalPlan
+    clients: Mapping[str, LLMClient]
+    sandboxes: asyncio.Semaphore
+
+    @property
+    def agent(self) -> Agent:
+        """The team's first agent: the baselines' single agent."""
+        return self.plan.team.agents()[0]
+
+    async def unit(self, item: Item, sample: int) -> ItemRecord:
+        """The team on one item, its baselines, all scored."""
+        started = time.perf_counter()
+        task = item.task()
+        judge = _Judge(item, self.sandboxes, self.plan.options.test_timeout_s)
+        (result, error, kind), first = await asyncio.gather(
+            self._team(task, item, sample), self._alone(task, item, sample, 1, 0)
+        )
+        agents = await self._agents(result, judge)
+        team = await self._decision(result, error, judge)
+        single = await _single_attempt(first, judge)
+        consistency = await self._self_consistency(task, item, sample, first, result, judge)
+        last_round = max((a.round for a in agents), default=0)
+        return ItemRecord(
+            item=item.id,
+            sample=sample,
+            kind=item.kind,
+            reference=item.answer or None,
+            team=team,
+            agents=agents,
+            single=single,
+            self_consistency=consistency,
+            oracle=any(a.correct for a in agents if a.round == last_round),
+            error=error,
+            error_kind=kind,
+            wall_s=time.perf_counter() - started,
+            finished=_now(),
+        )
+
+    def _seed(self, *parts: object) -> int | None:
+        return derive_seed(self.plan.config.seed, *parts)
+
+    async def _team(
+        self, task: Task, item: Item, sample: int
+    ) -> tuple[Result | None, str | None, ErrorKind | None]:
+        """The team's result (partial when it failed), why it failed, and how."""
+        settings = self.plan.pipeline.run.model_copy(
+            update={"seed": self._seed("team", item.id, sample), "server_metrics": False}
+        )
+        try:
+            result = await Orchestrator(self.clients, settings).run(self.plan.team, task)
+        except BudgetExceeded as stopped:
+            return stopped.partial, str(stopped), "budget"
+        except QuorumNotReached as missed:
+            kind: ErrorKind = "quorum" if _anyone_answered(missed.partial) else "backend"
+            return missed.partial, str(missed), kind
+        except (BackendError, ModelOutputError) as failed:
+            return None, str(failed), "backend"
+        return result, None, None
+
+    async def _alone(
+        self, task: Task, item: Item, sample: int, n: int, request: int
+    ) -> Result | AgentfabError:
+        """The first agent alone, `n` samples in one request, as the team would run it."""
+        agent = self.agent.model_copy(update={"samples": n})
+        team = Team.from_edges([agent], [], name=f"{agent.name}-alone")
+        settings = self.plan.pipeline.run.model_copy(
+            update={
+                "seed": self._seed("single", item.id, sample, request),
+                "rounds": 1,
+                "budget": Budget(),
+                "server_metrics": False,
+            }
+        )
+        try:
+            return await Orchestrator(self.clients, settings).run(team, task)
+        except ConfigError:
+            raise
+        except AgentfabError as error:
+            return error
+
+    async def _agents(self, result: Result | None, judge: _Judge) -> list[AgentAttempt]:
+        messages = [m for m in result.messages if m.kind == "agent"] if result else []
+        verdicts = await judge.many(
+            [m.text if m.ok else "" for m in messages], [m.answer for m in messages]
+        )
+        return [
+            AgentAttempt(
+                id=m.id,
+                name=m.sender,
+                round=m.round,
+                answer=verdict.answer,
+                text=m.text,
+                correct=verdict.correct,
+                usage=m.usage,
+                latency_s=m.latency_s,
+                error=m.error,
+                check=verdict.check,
+            )
+            for m, verdict in zip(messages, verdicts, strict=True)
+        ]
+
+    async def _decision(self, result: Result | None, error: str | None, judge: _Judge) -> Attempt:
+        usage = result.usage if result is not None else Usage()
+        wall = result.wall_s if result is not None else 0.0
+        output = result.output if result is not None and error is None else None
+        if output is None:
+            return Attempt(usage=usage, latency_s=wall, error=error or "no answer")
+        (verdict,) = await judge.many([output.text], [output.answer])
+        return Attempt(
+            answer=verdict.answer,
+            text=output.text,
+            correct=verdict.correct,
+            usage=usage,
+            latency_s=wall,
+            check=verdict.check,
+            details=output.details if output.kind == "aggregate" else {},
+        )
+
+    async def _self_consistency(
+        self,
+        task: Task,
+        item: Item,
+        sample: int,
+        first: Result | AgentfabError,
+        team: Result | None,
+        judge: _Judge,
+    ) -> Sampled:
+        budget = team.usage.total_tokens if team is not None else 0
+        prior = _completions(team)
+        if isinstance(first, AgentfabError):
+            return Sampled(error=str(first), budget=budget)
+        draws = _Draws(budget, self.plan.options.max_sc_samples, prior=prior)
+        draws.add(first)
+        error: str | None = None
+        while (n := draws.next_n()) > 0:
+            more = await self._alone(task, item, sample, n, draws.requests)
+            if isinstance(more, AgentfabError):
+                error = str(more)  # vote on what was drawn
+                break
+            draws.add(more)
+        return await _vote(draws, task, judge, error)
+
+
+def _completions(result: Result | None) -> tuple[int, int]:
+    """Completion tokens and completions of a run's agents (an n-sample request's usage
+    rides on its first message)."""
+    calls = [m for m in result.messages if m.kind == "agent" and m.usage.calls] if result else []
+    count = sum(len(m.details.get("samples", [m.text])) for m in calls)
+    return sum(m.usage.completion_tokens for m in calls), count
+
+
+def _anyone_answered(partial: Result | None) -> bool:
+    return partial is not None and any(m.ok for m in partial.messages if m.kind == "agent")
+
+
+async def _single_attempt(first: Result | AgentfabError, judge: _Judge) -> Attempt:
+    if isinstance(first, AgentfabError):
+        return Attempt(error=str(first))
+    message = first.messages[0]
+    (verdict,) = await judge.many([message.text], [message.answer])
+    return Attempt(
+        answer=verdict.answer,
+        text=message.text,
+        correct=verdict.correct,
+        usage=first.usage,
+        latency_s=first.wall_s,
+        check=verdict.check,
+    )
+
+
+@dataclass
+class _Draws:
+    """Self-consistency's samples so far, and how many more come closest to the budget."""
+
+    budget: int
+    cap: int
+    texts: list[str] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    requests: int = 0
+    prompt_tokens: int = 0
+    """Of one request: every request of the agent reads the same prompt."""
+    prior: tuple[int, int] = (0, 0)
+    """Completion tokens and completions of the team's agents on this item: with them, one
+    short first sample does not make every sample look short."""
+
+    def add(self, result: Result) -> None:
+        message = result.messages[0]
+        self.texts += message.details.get("samples", [message.text])
+        self.answers += message.details.get("sample_answers", [message.answer])
+        self.usage += result.usage
+        self.latency_s += result.wall_s
+        self.requests += 1
+        self.prompt_tokens = max(self.prompt_tokens, result.usage.prompt_tokens)
+
+    def next_n(self) -> int:
+        """Samples for one more request (n > 1 share its prompt): the count that brings the
+        total nearest the budget, 0 when stopping is nearer."""
+        if not self.texts or len(self.texts) >= self.cap or self.requests >= _MAX_SC_REQUESTS:
+            return 0
+        tokens, count = self.prior
+        per_sample = (tokens + self.usage.completion_tokens) / (count + len(self.texts))
+        per_sample = max(1.0, per_sample)
+        left = self.budget - self.usage.total_tokens - self.prompt_tokens
+        return max(0, min(round(left / per_sample), self.cap - len(self.texts)))
+
+
+async def _vote(draws: _Draws, task: Task, judge: _Judge, error: str | None) -> Sampled:
+    """Plurality of the letters (choice), execution consensus of the programs (code)."""
+    text, answer, details = "", None, {}
+    if judge.item.kind == "code":
+        voters = [
+            Message(id=f"sample-{i:03d}", sender=f"sample-{i:03d}", text=t)
+            for i, t in enumerate(draws.texts)
+        ]
+        ctx = AggregationContext(node="self-consistency", answer_format="text")
+        decision = await ExecutionConsensus().aggregate(task, voters, ctx)
+        text, answer, details = decision.text, decision.answer, decision.details
+    else:
+        answers = [a for a in draws.answers if a is not None]
+        answer = plurality(answers)
+        text = next((t for t, a in zip(draws.texts, draws.answers, strict=True) if a == answer), "")
+        details = vote_stats(answers)
+    (verdict,) = await judge.many([text], [answer])
+    return Sampled(
+        answer=verdict.answer,
+        text=text,
+        correct=verdict.correct,
+        usage=draws.usage,
+        latency_s=draws.latency_s,
+        error=error,
+        check=verdict.check,
+        details=details,
+        samples=len(draws.texts),
+        requests=draws.requests,
+        budget=draws.budget,
+        answers=draws.answers,
+        texts=draws.texts,
+    )
+
+
+# ---- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    answer: str | None
+    """The letter, or the program that was tested."""
+    correct: bool
+    check: str | None = None
+
+
+@dataclass
+class _Judge:
+    """Scores answers to one item: letters against the key, programs by the tests.
+
+    Programs are run once each per item, however many answers share them.
+    """
+
+    item: Item
+    sandboxes: asyncio.Semaphore
+    timeout_s: float
+    outcomes: dict[str, tuple[bool, str]] = field(default_factory=dict)
+
+    async def many(self, texts: Sequence[str], answers: Sequence[str | None]) -> list[_Verdict]:
+        if self.item.kind == "choice":
+            return [_Verdict(a, a is not None and a == self.item.answer) for a in answers]
+        programs = [self._program(text) for text in texts]
+        todo = {p for p in programs if p and p not in self.outcomes}
+        async with asyncio.TaskGroup() as group:
+            runs = {p: group.create_task(self._test(p)) for p in sorted(todo)}
+        self.outcomes.update({p: run.result() for p, run in runs.items()})
+        return [self._verdict(program) for program in programs]
+
+    def _program(self, text: str) -> str:
+        if not text.strip():
+            return ""
+        problem = self.item.data
+        return extract_code(text, str(problem["prompt"]), str(problem["entry_point"]))
+
+    def _verdict(self, program: str) -> _Verdict:
+        if not program:
+            return _Verdict(None, False, "no code")
+        passed, check = self.outcomes[program]
+        return _Verdict(program, passed, check)
+
+    async def _test(self, program: str) -> tuple[bool, str]:
+        source = humaneval_program(self.item.data, program)
+        async with self.sandboxes:
+            outcome = await run_python_async(source, timeout_s=self.timeout_s, cpu_s=self.timeout_s)
+        check = outcome.status + (f": {outcome.detail}" if outcome.detail else "")
+        return outcome.passed, check
+
+
+def resume_hint(plan: EvalPlan) -> str:
+    """What to tell someone who stopped a run."""
+    return f"finished items are in {plan.results}; continue with: {plan.resume_command()}"
