@@ -353,6 +353,9 @@ class AgentSpec(Agent):
 class TaskSpec(_Strict):
     prompt: str
     choices: list[str] | None = None
+    data: dict[str, Any] = {}
+    """What aggregators may need beyond the prompt: execution consensus reads a
+    HumanEval-style problem (`prompt`, `entry_point`, `test`)."""
 
 
 class Pipeline(_Strict):
@@ -420,7 +423,7 @@ class Pipeline(_Strict):
             return None
         if isinstance(self.task, str):
             return Task(prompt=self.task)
-        return Task(prompt=self.task.prompt, choices=self.task.choices)
+        return Task(prompt=self.task.prompt, choices=self.task.choices, data=self.task.data)
 
     def build_team(self) -> Team:
         team = _build_topology(self.topology, self.all_agents(), self.name, self.context_lengths())
