@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from agentfab.evals.report import (
 from agentfab.evals.runner import EvalOptions, evaluate, plan_eval
 from agentfab.evals.stats import correlation_matrix
 from agentfab.messages import Usage
+from tests.test_cli import agentfab
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT_TOKENS = 100
@@ -234,6 +234,15 @@ async def test_self_consistency_stops_nearest_the_budget(
 HUMANEVAL = load_suite("humaneval", limit=2)
 
 
+def code_pipeline(folder: Path) -> Path:
+    """The scripted team, deciding code by execution consensus."""
+    path = folder / "code.yaml"
+    path.write_text(
+        PIPELINE.replace("{kind: majority}", "{kind: execution}").replace("letter", "text")
+    )
+    return path
+
+
 def code_reply(prompt: str) -> str:
     """Careful agents write the reference solution; careless ones a wrong body."""
     item = next(i for i in HUMANEVAL.items if i.prompt in prompt)
@@ -242,10 +251,7 @@ def code_reply(prompt: str) -> str:
 
 
 async def test_code_is_judged_by_its_tests_in_the_sandbox(tmp_path: Path) -> None:
-    path = tmp_path / "code.yaml"
-    path.write_text(
-        PIPELINE.replace("{kind: majority}", "{kind: execution}").replace("letter", "text")
-    )
+    path = code_pipeline(tmp_path)
     out = tmp_path / "run"
     outcome = await evaluate(
         options(path, "humaneval", out, limit=2), clients={"default": Agents(code_reply)}
@@ -287,10 +293,7 @@ def hostile_reply(prompt: str) -> str:
 
 
 async def test_hostile_completions_are_contained_and_the_run_goes_on(tmp_path: Path) -> None:
-    path = tmp_path / "code.yaml"
-    path.write_text(
-        PIPELINE.replace("{kind: majority}", "{kind: execution}").replace("letter", "text")
-    )
+    path = code_pipeline(tmp_path)
     out = tmp_path / "run"
     outcome = await evaluate(
         options(path, "humaneval", out, limit=len(HOSTILE), test_timeout_s=3.0),
@@ -569,16 +572,6 @@ def test_runs_side_by_side(tmp_path: Path) -> None:
 
 
 # ---- the command line ----------------------------------------------------------------------
-
-
-def agentfab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentfab.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
