@@ -270,6 +270,40 @@ async def test_code_is_judged_by_its_tests_in_the_sandbox(tmp_path: Path) -> Non
     assert [r.accuracy for r in outcome.summary.configurations] == [1.0, 1.0, 1.0, 1.0]
 
 
+def judging_reply(prompt: str) -> str:
+    """Agents as in `code_reply`; as judges, they prefer the answer that does not return
+    None; as writers, they write the reference solution from the candidates."""
+    if "Answer 1:" in prompt and "Answer 2:" in prompt:
+        first = prompt.split("Answer 1:")[1].split("Answer 2:")[0]
+        return "2" if "return None" in first else "1"
+    if "candidate answers" in prompt:
+        item = next(i for i in HUMANEVAL.items if i.prompt in prompt)
+        return f"```python\n{item.prompt}{item.data['canonical_solution']}```\n"
+    return code_reply(prompt)
+
+
+@pytest.mark.parametrize("aggregator", ["bradley_terry", "self_aggregate"])
+async def test_code_decided_by_a_judge_or_a_writer(tmp_path: Path, aggregator: str) -> None:
+    path = code_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("{kind: execution}", f"{{kind: {aggregator}}}"))
+    out = tmp_path / "run"
+    agents = Agents(judging_reply)
+    outcome = await evaluate(options(path, "humaneval", out, limit=2), clients={"default": agents})
+    records = lines(out)
+    assert len(records) == 2
+    for record in records:
+        assert [a["correct"] for a in record["agents"]] == [True, True, False]
+        assert record["team"]["correct"] and record["team"]["check"] == "passed"
+    prompts = [r.messages[-1]["content"] for r in agents.requests]
+    if aggregator == "bradley_terry":
+        # the careful two wrote the same answer and are merged: one pair, both orders, per item
+        assert sum("Answer 1:" in p for p in prompts) == 2 * 2
+        assert [c["support"] for c in records[0]["team"]["details"]["candidates"]] == [2, 1]
+    else:
+        assert sum("candidate answers" in p for p in prompts) == 2
+    assert outcome.summary is not None and outcome.summary.configurations[0].accuracy == 1.0
+
+
 OUTSIDE = Path("/tmp/agentfab-hostile-write")
 HOSTILE = {
     "infinite loop": "    while True:\n        pass\n",
