@@ -17,7 +17,13 @@ from agentfab.errors import AgentfabError, BudgetExceeded, ConfigError, QuorumNo
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task
 from agentfab.openai_client import OpenAIClient
-from agentfab.pipeline import OpenAIModel, Pipeline, build_clients, load_pipeline
+from agentfab.pipeline import (
+    OpenAIModel,
+    Pipeline,
+    build_clients,
+    close_clients,
+    load_pipeline,
+)
 from agentfab.replicas import ReplicaPool
 from agentfab.result import Result
 
@@ -104,7 +110,7 @@ def _positive(text: str) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from agentfab.evals.report import rate_table
-    from agentfab.evals.runner import EvalOptions, plan_eval, run_eval
+    from agentfab.evals.runner import EvalOptions, plan_eval, resume_hint, run_eval
 
     options = EvalOptions(
         pipeline=args.pipeline,
@@ -122,11 +128,7 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         outcome = asyncio.run(run_eval(plan))
     except KeyboardInterrupt:
-        print(
-            f"agentfab: interrupted; finished items are in {plan.results}; "
-            f"continue with: {plan.resume_command()}",
-            file=sys.stderr,
-        )
+        print(f"agentfab: interrupted; {resume_hint(plan)}", file=sys.stderr)
         return 130
     if outcome.summary is None:
         print(f"no items to run; nothing written to {plan.results}")
@@ -255,8 +257,7 @@ async def _run_team(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Res
             _finish_trace(trace, result.model_dump(mode="json", exclude={"messages"}))
         return result
     finally:
-        for client in {id(c): c for c in clients.values()}.values():
-            await client.aclose()
+        await close_clients(clients)
 
 
 async def _check_endpoints(pipeline: Pipeline, clients: Mapping[str, LLMClient]) -> None:

@@ -52,3 +52,9 @@ class BudgetExceeded(_PartialResultError):
 
 class QuorumNotReached(_PartialResultError):
     """Fewer answers than a node's quorum arrived; `partial` holds what was done."""
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group, out of its (possibly nested) wrapping."""
+    error = group.exceptions[0]
+    return first_error(error) if isinstance(error, BaseExceptionGroup) else error

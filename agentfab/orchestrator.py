@@ -22,6 +22,7 @@ from agentfab.errors import (
     ConfigError,
     ModelOutputError,
     QuorumNotReached,
+    first_error,
 )
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient, ReportsServerCounters
 from agentfab.messages import Message, Task, Usage
@@ -281,7 +282,7 @@ class _Run:
                 for pending in tasks.values():
                     pending.cancel()
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
         return {n: t.result() for n, t in tasks.items() if not t.cancelled()}
 
     async def _node(
@@ -521,15 +522,6 @@ def _usage(response: ChatResponse) -> Usage:
         completion_tokens=response.completion_tokens,
         calls=1,
     )
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first error that stopped a round, out of the task group's wrapping."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
-        return error
-    return group
 
 
 async def _read_counters(clients: Sequence[ReportsServerCounters]) -> dict[str, dict[str, float]]:

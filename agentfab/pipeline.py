@@ -534,6 +534,12 @@ def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
     return clients
 
 
+async def close_clients(clients: Mapping[str, LLMClient]) -> None:
+    """Close what `build_clients` made, each client once (models may share one)."""
+    for client in {id(c): c for c in clients.values()}.values():
+        await client.aclose()
+
+
 def _remote_client(spec: OpenAIModel, urls: Sequence[str]) -> LLMClient:
     from agentfab.openai_client import OpenAIClient
     from agentfab.replicas import ReplicaPool

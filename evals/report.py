@@ -404,12 +404,20 @@ def write_report(folder: Path) -> Summary:
 
 
 def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        replace_text(path, text)
     except OSError as error:
         raise ConfigError(f"{path}: cannot write ({error.strerror})") from None
+
+
+def replace_text(path: Path, text: str) -> None:
+    """`path` holds `text`, on disk, in one step: never half of it after a crash."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
 
 
 def markdown(summary: Summary, figures: Sequence[str] | str) -> str:

@@ -38,6 +38,7 @@ from agentfab.errors import (
     ConfigError,
     ModelOutputError,
     QuorumNotReached,
+    first_error,
 )
 from agentfab.evals.code import extract_code, humaneval_program
 from agentfab.evals.report import (
@@ -52,6 +53,7 @@ from agentfab.evals.report import (
     Summary,
     read_results,
     read_run,
+    replace_text,
     write_report,
 )
 from agentfab.evals.sandbox import run_python_async
@@ -59,7 +61,7 @@ from agentfab.evals.suites import Item, Suite, load_suite
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task, Usage
 from agentfab.orchestrator import Budget, Orchestrator
-from agentfab.pipeline import Pipeline, build_clients, load_pipeline
+from agentfab.pipeline import Pipeline, build_clients, close_clients, load_pipeline
 from agentfab.result import Result
 from agentfab.team import Aggregate, Team
 
@@ -240,7 +242,7 @@ def _prepare(folder: Path, config: RunConfig, resume: bool) -> list[ItemRecord]:
             _rewrite(results, kept)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _replace_text(folder / RUN_FILE, config.model_dump_json(indent=2) + "\n")
+        replace_text(folder / RUN_FILE, config.model_dump_json(indent=2) + "\n")
     except OSError as error:
         raise ConfigError(f"--out {folder}: cannot write ({error.strerror})") from None
     return kept
@@ -263,16 +265,7 @@ def _check_same_run(folder: Path, previous: RunConfig, config: RunConfig) -> Non
 
 def _rewrite(path: Path, records: Sequence[ItemRecord]) -> None:
     """The results file with only `records`, replaced in one step."""
-    _replace_text(path, "".join(r.model_dump_json() + "\n" for r in records))
-
-
-def _replace_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    replace_text(path, "".join(r.model_dump_json() + "\n" for r in records))
 
 
 # ---- running -------------------------------------------------------------------------------
@@ -306,8 +299,7 @@ async def _run_with_own_clients(plan: EvalPlan, results: _ResultsFile) -> int:
         try:
             return await _run_units(plan, clients, results)
         finally:
-            for client in {id(c): c for c in clients.values()}.values():
-                await client.aclose()
+            await close_clients(clients)
 
 
 def _say(line: str) -> None:
@@ -378,12 +370,7 @@ async def _drain(
             for _ in range(min(concurrency, len(units))):
                 group.create_task(worker())
     except BaseExceptionGroup as errors:
-        raise _first(errors) from None
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error = group.exceptions[0]
-    return _first(error) if isinstance(error, BaseExceptionGroup) else error
+        raise first_error(errors) from None
 
 
 class _Progress:
