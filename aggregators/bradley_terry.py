@@ -4,6 +4,11 @@ After Fortytwo's peer-ranked consensus: judges (the team's own models, or named
 ones) compare pairs of candidates, each pair in both orders so that a judge's
 position bias cancels; a Bradley-Terry fit (`choix`) turns the verdicts into
 one score per candidate, and the best-scored candidate is the decision.
+
+The fit is the exact maximum of the likelihood of the weighted verdicts (a tie is half a
+win each way) plus `alpha` virtual verdicts each way on every pair: the posterior mode
+under a Beta(alpha + 1, alpha + 1) prior on each pair's win probability, which keeps
+every score finite when a candidate won or lost all its pairs.
 """
 
 from __future__ import annotations
@@ -29,9 +34,6 @@ from agentfab.prompts import lettered
 
 VERDICTS = ("1", "2", "tie")
 JUDGE_INSTRUCTION = "Which answer is better? Reply 1, 2 or tie."
-RESOLUTION = 10
-"""Verdict weights are quantised to 1/RESOLUTION: choix takes no weights, so a
-verdict of weight w enters the fit as round(w * RESOLUTION) copies."""
 _SCORE_TIE = 1e-6  # scores this close are a tie: the fit stops at choix's tolerance (1e-8)
 _TIE = re.compile(r"\btie\b|\bequal", re.IGNORECASE)
 _DIGIT = re.compile(r"\b([12])\b")
@@ -99,7 +101,7 @@ class BradleyTerry:
     max_pairs: int | None = None
     """Pairs judged in a larger pool; None: twice the number of candidates."""
     alpha: float = 0.01
-    """Regulariser of the fit (choix's `alpha`, per verdict of weight 1); must be > 0."""
+    """Regulariser of the fit: virtual verdicts (of weight 1) each way on every pair; > 0."""
     reputation: Mapping[str, float] | None = field(default=None, hash=False)
     """Judge model -> weight of its verdicts (see `reputation_from_calibration`)."""
     merge: bool = True
@@ -332,16 +334,16 @@ def win_matrix(
 
 
 def fit_scores(wins: Sequence[Sequence[float]], alpha: float) -> list[float]:
-    """Bradley-Terry log-strengths (mean zero) fitted by choix's I-LSR.
+    """Bradley-Terry log-strengths (mean zero) maximising the likelihood of `wins`.
 
-    Each unit of `wins` becomes RESOLUTION comparisons and the regulariser is
-    multiplied by RESOLUTION: I-LSR's Markov chain is then scaled as a whole, so
-    the fit equals the one on the fractional counts, up to the quantisation.
+    The fractional counts go to choix as they are (weights are never rounded), with
+    `alpha` added to every off-diagonal count: a prior that is part of the likelihood, so
+    the fit is its exact maximum. choix's own `alpha` is not used: it only seeds I-LSR's
+    Markov chain and maximises no objective.
     """
-    n = len(wins)
-    counts = np.rint(np.asarray(wins, dtype=float).reshape(n, n) * RESOLUTION).astype(int)
-    data = [(w, lo) for w in range(n) for lo in range(n) for _ in range(counts[w, lo])]
-    params = choix.ilsr_pairwise(n, data, alpha=alpha * RESOLUTION, max_iter=1000)
+    counts = np.asarray(wins, dtype=float).reshape(len(wins), len(wins))
+    counts = counts + alpha * (1.0 - np.eye(len(wins)))
+    params = choix.ilsr_pairwise_dense(counts, alpha=0.0, max_iter=1000)
     return [float(p) for p in params]
 
 

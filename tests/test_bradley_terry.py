@@ -8,6 +8,7 @@ condition a real model cannot produce.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 import zlib
@@ -18,9 +19,11 @@ from typing import Any
 
 import choix
 import networkx as nx
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import minimize
 
 from agentfab import BackendError, ChatRequest, ConfigError, LLMClient, Message, Task, Usage
 from agentfab.aggregators.base import AggregationContext
@@ -73,25 +76,80 @@ def replicated(wins: list[list[int]]) -> list[tuple[int, int]]:
     return [(i, j) for i, row in enumerate(wins) for j, k in enumerate(row) for _ in range(k)]
 
 
+def exact_fit(wins: list[list[float]], alpha: float) -> list[float]:
+    """The maximum of the weighted log-likelihood, found by scipy, not by choix:
+    sum over i != j of (wins[i][j] + alpha) * log sigmoid(s_i - s_j), scores of mean zero."""
+    counts = np.asarray(wins, dtype=float) + alpha * (1 - np.eye(len(wins)))
+
+    def negative(s: np.ndarray) -> tuple[float, np.ndarray]:
+        diff = s[:, None] - s[None, :]
+        loss = float(np.sum(counts * np.logaddexp(0.0, -diff)))
+        pull = counts / (1.0 + np.exp(diff))  # d loss / d diff, negated
+        return loss, pull.T.sum(axis=1) - pull.sum(axis=1)
+
+    found = minimize(negative, np.zeros(len(wins)), jac=True, method="BFGS", tol=1e-13)
+    assert np.max(np.abs(negative(found.x)[1])) < 1e-8  # a stationary point: the maximum
+    return [float(v) for v in found.x - found.x.mean()]
+
+
+def quantised_fit(wins: list[list[float]], alpha: float) -> list[float]:
+    """The fit as it was: weights rounded to 0.1, each tenth one comparison for choix."""
+    tenths = [[round(10 * w) for w in row] for row in wins]
+    return list(choix.ilsr_pairwise(len(wins), replicated(tenths), alpha=10 * alpha))
+
+
+def ranked(values: list[float]) -> list[int]:
+    return sorted(range(len(values)), key=lambda i: -values[i])
+
+
 # ---- the fit
 
+EXAMPLE = [[0.0, 0.53, 1.27], [0.47, 0.0, 0.9], [0.73, 1.1, 0.0]]
+"""Reputation-weighted wins whose rounding to 0.1 reorders candidates 1 and 2."""
 
-def test_fit_of_a_known_matrix_is_choix_s() -> None:
-    wins = [[0, 3, 1, 4], [1, 0, 2, 2], [2, 0, 0, 1], [0, 1, 1, 0]]
-    direct = choix.ilsr_pairwise(4, replicated(wins), alpha=0.01)
-    ours = fit_scores([[float(k) for k in row] for row in wins], alpha=0.01)
-    assert ours == pytest.approx(list(direct), abs=1e-6)
-    assert sorted(range(4), key=lambda i: -ours[i]) == [0, 1, 2, 3]
+
+@pytest.mark.parametrize("alpha", [0.01, 0.5])
+@pytest.mark.parametrize(
+    "wins",
+    [
+        [[0, 3, 1, 4], [1, 0, 2, 2], [2, 0, 0, 1], [0, 1, 1, 0]],
+        EXAMPLE,
+        [[0, 0.25, 0.125], [0.15, 0, 0.0], [0.9, 0.35, 0]],
+        [[0, 2, 2], [0, 0, 1], [0, 0, 0]],  # a candidate that won everything
+    ],
+)
+def test_the_fit_is_the_exact_maximum_of_the_weighted_likelihood(
+    wins: list[list[float]], alpha: float
+) -> None:
+    exact = exact_fit(wins, alpha)
+    assert fit_scores(wins, alpha) == pytest.approx(exact, abs=1e-6)
+
+
+def test_fractional_weights_are_fitted_as_they_are_not_rounded() -> None:
+    exact = exact_fit(EXAMPLE, 0.01)
+    assert ranked(exact) == [0, 2, 1]
+    assert ranked(quantised_fit(EXAMPLE, 0.01)) == [0, 1, 2]  # rounding swapped 1 and 2
+    ours = fit_scores(EXAMPLE, 0.01)
+    assert ours == pytest.approx(exact, abs=1e-6) and ranked(ours) == [0, 2, 1]
+
+
+def test_two_candidates_have_the_closed_form_score() -> None:
+    # The maximum of (a + alpha) log p + (b + alpha) log(1 - p) is p = (a + alpha) / (a + b +
+    # 2 alpha), so the scores are +-log((a + alpha) / (b + alpha)) / 2.
+    half = math.log((0.45 + 0.01) / (0.35 + 0.01)) / 2
+    assert fit_scores([[0, 0.45], [0.35, 0]], 0.01) == pytest.approx([half, -half], abs=1e-9)
+    assert exact_fit([[0, 0.45], [0.35, 0]], 0.01) == pytest.approx([half, -half], abs=1e-7)
 
 
 def test_a_tie_is_half_a_win_each_way() -> None:
     halves = [[0.0, 1.5, 2.0], [0.5, 0.0, 1.0], [0.0, 1.0, 0.0]]
-    doubled = [[int(2 * w) for w in row] for row in halves]  # in whole comparisons
-    direct = choix.ilsr_pairwise(3, replicated(doubled), alpha=0.02)
-    assert fit_scores(halves, alpha=0.01) == pytest.approx(list(direct), abs=1e-6)
+    doubled = [[2 * w for w in row] for row in halves]  # in whole comparisons
+    # the likelihood is the same up to a factor when counts and regulariser scale together
+    assert fit_scores(halves, alpha=0.01) == pytest.approx(fit_scores(doubled, 0.02), abs=1e-6)
+    assert fit_scores(halves, alpha=0.01) == pytest.approx(exact_fit(halves, 0.01), abs=1e-6)
 
 
-def test_judged_pairs_give_the_matrix_and_the_order_choix_gives() -> None:
+def test_judged_pairs_give_the_matrix_and_the_order_of_the_exact_fit() -> None:
     beats = {("a", "d"), ("b", "c"), ("b", "d"), ("c", "d")}
     split = [{"a", "b"}, {"a", "c"}]  # the judge says "1" in both orders
 
@@ -102,10 +160,28 @@ def test_judged_pairs_give_the_matrix_and_the_order_choix_gives() -> None:
     out = decide([msg(i, a) for i, a in enumerate("abcd")][::-1], {"m": judge(table)})
     wins = [[0, 1, 1, 2], [1, 0, 2, 2], [1, 0, 0, 2], [0, 0, 0, 0]]  # a, b, c, d
     assert out.details["wins"] == wins
-    direct = list(choix.ilsr_pairwise(4, replicated(wins), alpha=0.01))
-    assert list(scores(out).values()) == pytest.approx(direct, abs=1e-6)
-    assert out.details["ranking"] == [1, 0, 2, 3]
+    exact = exact_fit([[float(k) for k in row] for row in wins], 0.01)
+    assert list(scores(out).values()) == pytest.approx(exact, abs=1e-6)
+    assert out.details["ranking"] == ranked(exact) == [1, 0, 2, 3]
     assert out.answer == "b" and out.text == "Answer: b"
+
+
+def test_small_reputations_are_not_rounded_into_a_tie() -> None:
+    # "hi" (weight 0.25) prefers x shown first and ties it shown second; "lo" (0.15)
+    # prefers y shown second and ties it shown first: x leads y by 0.45 to 0.35.
+    # Rounded to tenths both were 4, a tie that y, the canonically first, won.
+    clients = {
+        "hi": judge(lambda a, b: "1" if a == "x" else "tie"),
+        "lo": judge(lambda a, b: "2" if b == "y" else "tie"),
+    }
+    messages = [msg(0, "y", "w"), msg(1, "x", "w")]
+    panel = {"judge": ("hi", "lo"), "judges_per_pair": 2, "reputation": {"hi": 0.25, "lo": 0.15}}
+    out = decide(messages, clients, **panel)
+    wins = out.details["wins"]  # y, x
+    assert wins == [[0.0, pytest.approx(0.35)], [pytest.approx(0.45), 0.0]]
+    assert quantised_fit(wins, 0.01) == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert list(scores(out).values()) == pytest.approx(exact_fit(wins, 0.01), abs=1e-6)
+    assert scores(out)["x"] > scores(out)["y"] + 0.2 and out.answer == "x"
 
 
 def test_equal_scores_within_the_fit_s_tolerance_are_a_tie() -> None:
