@@ -391,8 +391,8 @@ class _Run:
         For first-to-ahead-by-k voting: the aggregator asks only for what it still needs.
         """
         agents = [a for a in self.team.inputs(node) if isinstance(self.team.node(a), Agent)]
-        if not agents:
-            return []
+        if not agents or self.ledger.stopped is not None:
+            return []  # nobody to ask, or the budget admits no more calls
         drawn = sum(1 for m in self.messages if m.sender in agents and m.round == round_no)
         shares = {a: 0 for a in agents}
         for i in range(n):

@@ -28,6 +28,10 @@ class AheadByK:
     for more, never more than could still be needed: a lead grows by at most
     one a sample, so it asks for `k - lead` (at most `batch`) at a time and
     stops at the first sample that decides. Easy questions cost fewer tokens.
+
+    Every sample asked for counts against `max_samples`, failed ones included, and a batch
+    that brings nothing usable (every call failed, or the budget refused it) ends the
+    sampling: the node then decides on what it has, decided or not (`details["stopped"]`).
     """
 
     k: int = 2
@@ -45,25 +49,39 @@ class AheadByK:
         votes = [m for m in canonical(messages) if m.ok and m.answer is not None]
         drawn = [m for m in canonical(messages) if m.ok]
         counts = Counter(m.answer for m in votes if m.answer is not None)
+        # Every sample asked for counts against max_samples, failed ones too: agents whose
+        # calls keep failing must not be asked forever.
+        asked = len(messages)
         used = Usage()
+        sample = ctx.sample
         leader, margin = lead(counts)
-        while margin < self.k and len(drawn) < self.max_samples and ctx.sample is not None:
-            wanted = min(self.k - margin, self.batch, self.max_samples - len(drawn))
-            fresh = await ctx.sample(wanted)
-            if not fresh:
-                break  # nobody left to ask
-            for message in fresh:
-                used += message.usage
-                if message.ok:
-                    drawn.append(message)
-                    if message.answer is not None:
-                        votes.append(message)
-                        counts[message.answer] += 1
+        while not (stopped := self._stop(margin, asked, sample is None)):
+            assert sample is not None
+            wanted = min(self.k - margin, self.batch, self.max_samples - asked)
+            asked += wanted
+            fresh = await sample(wanted)
+            used += sum((m.usage for m in fresh), Usage())
+            usable = [m for m in fresh if m.ok]
+            if not usable:  # nobody left to ask, or every call failed: vote on what there is
+                stopped = "samples failed" if fresh else "nobody left to ask"
+                break
+            for message in usable:
+                drawn.append(message)
+                if message.answer is not None:
+                    votes.append(message)
+                    counts[message.answer] += 1
                 leader, margin = lead(counts)
                 if margin >= self.k:
                     break
         stats = vote_stats([m.answer for m in votes if m.answer is not None])
-        stats.update(samples=len(drawn), decided=margin >= self.k, lead=margin, k=self.k)
+        stats.update(
+            samples=len(drawn),
+            asked=asked,
+            decided=margin >= self.k,
+            stopped=stopped,
+            lead=margin,
+            k=self.k,
+        )
         # The extra samples are messages of their own in the trace, usage included;
         # here they are only reported, so a run's usage counts every call once.
         stats["extra_samples_usage"] = used.model_dump()
@@ -74,3 +92,11 @@ class AheadByK:
             details=stats,
             confidence=stats["agreement"] if votes else None,
         )
+
+    def _stop(self, margin: int, asked: int, no_sampler: bool) -> str:
+        """Why sampling ends here, or "" while it goes on."""
+        if margin >= self.k:
+            return "decided"
+        if asked >= self.max_samples:
+            return "max_samples"
+        return "no sampler" if no_sampler else ""

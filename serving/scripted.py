@@ -12,6 +12,8 @@ In process::
         ...
     assert len(server.requests) == 3
 
+    ScriptedServer(faults=[None], then=500)   # answers once, then fails every request
+
 As a separate process (keeps the server's CPU out of a client's measurement); it prints
 `READY <base_url>` on stdout once it accepts connections::
 
@@ -52,14 +54,18 @@ class ScriptedServer:
         reply: Reply = "Answer: B",
         *,
         latency_s: float = 0.0,
-        faults: Sequence[Fault] = (),
+        faults: Sequence[Fault | None] = (),
+        then: Fault | None = None,
+        retry_after: str | None = None,
         reject_fields: Collection[str] = (),
         model: str = "scripted",
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
     ) -> None:
-        """`faults` are met by the first chat requests, one each, in order.
+        """`faults` are met by the first chat requests, one each, in order (`None`: that
+        request is answered); `then` by every request after them (a server that stays
+        broken). `retry_after`: the `Retry-After` header of every 429 (seconds, or a date).
         `reject_fields`: body fields answered with 400 "Unrecognized request argument",
         as OpenAI's own API does. `record=False` keeps no request log (long benchmarks)."""
         self.reply = reply
@@ -74,7 +80,9 @@ class ScriptedServer:
         self.in_flight = 0
         self.max_in_flight = 0
         """Most chat requests ever being handled at once."""
-        self._faults: deque[Fault] = deque(faults)
+        self._faults: deque[Fault | None] = deque(faults)
+        self._then = then
+        self._retry_after = retry_after
         self._served = 0
         self._runner: web.AppRunner | None = None
 
@@ -119,14 +127,28 @@ class ScriptedServer:
         try:
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            if self._faults:
-                return await _fail(request, self._faults.popleft())
+            fault = self._faults.popleft() if self._faults else self._then
+            if fault is not None:
+                return await self._fail(request, fault)
             rejected = [name for name in self.reject_fields if name in body]
             if rejected:
                 return _error(400, f"Unrecognized request argument supplied: {rejected[0]}")
             return web.json_response(self._completion(body))
         finally:
             self.in_flight -= 1
+
+    async def _fail(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        if fault == "hang":
+            await asyncio.Event().wait()  # until the server stops and cancels this handler
+        if fault == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()  # never written: the connection is gone
+        assert isinstance(fault, int)
+        headers = None
+        if fault == 429 and self._retry_after is not None:
+            headers = {"Retry-After": self._retry_after}
+        return _error(fault, f"scripted fault {fault}", headers)
 
     def _completion(self, body: Mapping[str, Any]) -> dict[str, Any]:
         self._served += 1
@@ -172,20 +194,9 @@ class ScriptedServer:
         }
 
 
-async def _fail(request: web.Request, fault: Fault) -> web.StreamResponse:
-    if fault == "hang":
-        await asyncio.Event().wait()  # until the server stops and cancels this handler
-    if fault == "drop":
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response()  # never written: the connection is gone
-    assert isinstance(fault, int)
-    return _error(fault, f"scripted fault {fault}")
-
-
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     error = {"message": message, "type": "scripted_error", "param": None, "code": status}
-    return web.json_response({"error": error}, status=status)
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def _logprobs(tokens: list[str], top: int) -> list[dict[str, Any]]:

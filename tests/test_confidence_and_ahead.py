@@ -97,6 +97,10 @@ def test_fit_calibration_learns_that_high_confidence_means_right() -> None:
     assert fitted(0.9) > 0.75 and fitted(0.1) < 0.25
 
 
+FAIL = "<fail>"
+"""A scripted answer that is a failed call instead."""
+
+
 class Sampler:
     """Hands out scripted answers one at a time and records every request."""
 
@@ -106,8 +110,14 @@ class Sampler:
 
     async def __call__(self, n: int) -> list[Message]:
         self.asked.append(n)
-        out = [msg(100 + len(self.asked) * 10 + i, self.answers.pop(0)) for i in range(n)]
+        out = [self._one(100 + len(self.asked) * 10 + i) for i in range(n)]
         return [m.model_copy(update={"usage": Usage(completion_tokens=5, calls=1)}) for m in out]
+
+    def _one(self, i: int) -> Message:
+        answer = self.answers.pop(0)
+        if answer == FAIL:
+            return Message(id=f"a{i}@1", sender=f"a{i}", error="HTTP 500")
+        return msg(i, answer)
 
 
 def ctx_with(sampler: Sampler) -> AggregationContext:
@@ -140,6 +150,26 @@ def test_ahead_by_k_gives_up_at_max_samples_with_the_plurality() -> None:
     assert not out.details["decided"] and out.details["samples"] == 4
     assert out.answer == "x"  # tie 2:2: x was counted first
     assert sum(sampler.asked) == 3
+
+
+def test_ahead_by_k_counts_failed_samples_against_max_samples() -> None:
+    sampler = Sampler([FAIL, "y", "x", FAIL, "x", "x"])
+    out = run(AheadByK(k=3, max_samples=5), [msg(0, "x")], ctx_with(sampler))
+    # x | asks 2: fail, y (lead 0) | asks 2: x, fail (x 2, y 1) -> 5 asked, no more
+    assert sampler.asked == [2, 2] and sampler.answers == ["x", "x"]
+    assert out.answer == "x" and not out.details["decided"]
+    assert (out.details["asked"], out.details["samples"]) == (5, 3)
+    assert out.details["stopped"] == "max_samples"
+
+
+def test_ahead_by_k_stops_when_a_batch_brings_nothing_usable() -> None:
+    sampler = Sampler(["y", FAIL, FAIL] + ["x"] * 10)
+    out = run(AheadByK(k=2, max_samples=10), [msg(0, "x")], ctx_with(sampler))
+    # x | asks 1: y (lead 0) | asks 2: both fail -> the vote ends on what it has
+    assert sampler.asked == [1, 2]
+    assert not out.details["decided"] and out.details["stopped"] == "samples failed"
+    assert out.answer == "x" and out.details["votes"] == {"x": 1, "y": 1}
+    assert out.details["extra_samples_usage"]["calls"] == 3  # the failed calls are reported
 
 
 def test_ahead_by_k_without_a_sampler_decides_on_its_inputs() -> None:

@@ -1,8 +1,15 @@
-"""Orchestration under conditions a real model cannot produce on demand: failures and stragglers."""
+"""Orchestration under conditions a real model cannot produce on demand: failures and stragglers.
+
+Runs against a misbehaving server sit inside `asyncio.timeout(DEADLINE)`, so a run that
+no longer ends fails its test instead of hanging the suite.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -16,9 +23,14 @@ from agentfab import (
     QuorumNotReached,
     RunSettings,
 )
-from agentfab.aggregators import Majority
+from agentfab.aggregators import AheadByK, Majority
+from agentfab.openai_client import OpenAIClient
+from agentfab.serving.scripted import ScriptedServer
 from agentfab.topologies import chain, star
 from tests.scripted import ScriptedClient, by_role
+
+DEADLINE = 20.0
+"""Seconds any run against the scripted server may take before its test fails."""
 
 
 def workers(*roles: str) -> list[Agent]:
@@ -189,3 +201,44 @@ async def test_a_judge_model_without_a_client_is_refused_before_any_call() -> No
         with pytest.raises(ConfigError, match="aggregate node 'hub' uses model"):
             await Orchestrator({"default": client}).run(star(workers("a"), aggregator), "q")
     assert client.requests == []
+
+
+def answers(*texts: str) -> Any:
+    """A scripted server's reply: these texts, one a sample, the last one from then on."""
+    replies = itertools.chain(texts, itertools.repeat(texts[-1]))
+
+    def reply(body: Mapping[str, Any]) -> str:
+        return next(replies)
+
+    return reply
+
+
+async def test_ahead_by_k_ends_with_what_it_has_once_its_samples_fail() -> None:
+    server = ScriptedServer("Answer: B", faults=[None], then=500)  # one answer, then 500s
+    team = star(workers("r0"), AheadByK(k=2, max_samples=10))
+    async with server as base_url, OpenAIClient(base_url, retries=0) as client:
+        async with asyncio.timeout(DEADLINE):
+            result = await Orchestrator({"default": client}).run(team, "q")
+    decision = result.messages[-1]
+    assert result.answer == "b" and not decision.details["decided"]
+    assert decision.details["stopped"] == "samples failed"
+    failed = [m for m in result.messages if m.error]
+    assert [m.id for m in failed] == ["w0@1.2"] and "HTTP 500" in (failed[0].error or "")
+    assert len(server.requests) == 2 and result.usage.calls == 2
+
+
+async def test_ahead_by_k_stops_sampling_once_the_budget_refuses_a_call() -> None:
+    server = ScriptedServer(answers("Answer: x", "Answer: y"))
+    team = star(workers("r0"), AheadByK(k=3, max_samples=10))
+    settings = RunSettings(budget=Budget(max_calls=2))
+    async with server as base_url, OpenAIClient(base_url, retries=0) as client:
+        with pytest.raises(BudgetExceeded, match="call budget of 2 spent") as caught:
+            async with asyncio.timeout(DEADLINE):
+                await Orchestrator({"default": client}, settings).run(team, "q")
+    partial = caught.value.partial
+    assert partial is not None
+    decision = partial.messages[-1]
+    # x | one call for 2 samples: y, y | the third call is refused: y leads by 1, undecided
+    assert (decision.answer, decision.details["decided"]) == ("y", False)
+    assert [m.error for m in partial.messages if m.error] == ["not run: call budget of 2 spent"]
+    assert len(server.requests) == 2
