@@ -8,6 +8,7 @@ interrupted run can be reported on too.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -66,6 +67,8 @@ class RunConfig(_Record):
     suite: str
     suite_kind: Literal["choice", "code"]
     suite_source: str
+    suite_sha256: str | None = None
+    """Of the suite's content: what identifies the suite (None in runs from before it)."""
     seed: int
     """Shuffles the options and seeds every team run and baseline."""
     limit: int | None
@@ -128,6 +131,9 @@ class ItemRecord(_Record):
     self_consistency: Sampled
     oracle: bool = False
     """Whether some agent of the team's last round was right."""
+    oracle_k: int | None = None
+    """How many answers the oracle looked at: the last round's agents that did not fail
+    (None in files from before it was recorded)."""
     error: str | None = None
     """Why the team's run failed; the item then counts as wrong."""
     error_kind: ErrorKind | None = None
@@ -149,6 +155,13 @@ class Loaded:
     """The last line was cut short (a run killed mid-write) and was ignored."""
     duplicates: int
     """Lines repeating an (item, sample) already read; the first is kept."""
+    unterminated: bool = False
+    """The file does not end with a newline: a record appended now would join its last line."""
+
+    @property
+    def tidy(self) -> bool:
+        """The file holds exactly its records, one per ended line: safe to append to."""
+        return not (self.truncated or self.duplicates or self.unterminated)
 
 
 def read_run(folder: Path) -> RunConfig:
@@ -165,15 +178,19 @@ def read_run(folder: Path) -> RunConfig:
 
 def read_results(path: Path) -> Loaded:
     """Every complete record; a cut-short last line is left out, a bad line elsewhere is a
-    ConfigError naming it."""
+    ConfigError naming it.
+
+    A line is written in one piece ending with its newline, so a kill mid-write leaves a
+    last line that is not JSON. A last line that is complete JSON without its newline is
+    kept (the kill fell between the two); any other bad line is not ours to drop.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return Loaded([], False, 0)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
-    lines = data.split(b"\n")
-    ends_cleanly = lines[-1] == b""
+    lines = data.split(b"\n")  # the last piece is b"" when the file ends with a newline
     records: dict[tuple[str, int], ItemRecord] = {}
     duplicates, truncated = 0, False
     for number, raw in enumerate(lines, 1):
@@ -181,7 +198,7 @@ def read_results(path: Path) -> Loaded:
             continue
         record = _parse_line(raw)
         if isinstance(record, str):
-            if number == len(lines) and not ends_cleanly:
+            if number == len(lines) and _cut_short(raw):
                 truncated = True
                 break
             raise ConfigError(f"{path}:{number}: not a result line ({record})")
@@ -189,7 +206,16 @@ def read_results(path: Path) -> Loaded:
             duplicates += 1
             continue
         records[record.key] = record
-    return Loaded(list(records.values()), truncated, duplicates)
+    unterminated = not data.endswith(b"\n") and bool(data)
+    return Loaded(list(records.values()), truncated, duplicates, unterminated)
+
+
+def _cut_short(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:  # UnicodeDecodeError too: a cut can split a character
+        return True
+    return False
 
 
 def _parse_line(raw: bytes) -> ItemRecord | str:
@@ -266,15 +292,15 @@ class Summary(_Record):
 def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Summary:
     by_item = _by_item(records)
     samples = min((len(lines) for lines in by_item.values()), default=0)
-    k = _oracle_k(records)
+    oracle, oracle_label = _oracle_names(records)
     labels = {
         "team": f"team ({run.team})" if run else "team",
         "single": "single agent, one sample",
         "self-consistency": "single agent, self-consistency at the team's tokens",
-        "oracle": f"oracle@{k} (some agent right)",
+        "oracle": oracle_label,
     }
     rates = [
-        _rate(key, f"oracle@{k}" if key == "oracle" else key, label, by_item, samples)
+        _rate(key, oracle if key == "oracle" else key, label, by_item, samples)
         for key, label in labels.items()
     ]
     names, matrix, mean_phi = correlation_matrix(_agent_correctness(records))
@@ -312,9 +338,22 @@ _PICK: dict[str, Callable[[ItemRecord], Attempt]] = {
 }
 
 
-def _oracle_k(records: Sequence[ItemRecord]) -> int:
-    counts = [len({a.name for a in r.agents}) for r in records if r.agents]
-    return max(counts, default=0)
+def _oracle_names(records: Sequence[ItemRecord]) -> tuple[str, str]:
+    """The oracle's name and label: oracle@k with k the answers it looked at per line, a
+    range when lines differ (some agents failed, a run stopped early)."""
+    ks = [_oracle_k(r) for r in records]
+    low, high = min(ks, default=0), max(ks, default=0)
+    if low == high:
+        return f"oracle@{high}", f"oracle@{high} (some agent right)"
+    name = f"oracle@{low}–{high}"
+    return name, f"{name} (some agent right; {sum(ks) / len(ks):.1f} answers per line)"
+
+
+def _oracle_k(record: ItemRecord) -> int:
+    if record.oracle_k is not None:
+        return record.oracle_k
+    last = max((a.round for a in record.agents), default=0)
+    return sum(1 for a in record.agents if a.round == last and a.error is None)
 
 
 def _rate(

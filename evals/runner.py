@@ -72,6 +72,12 @@ _MAX_SC_REQUESTS = 8
 # more than half of those finished in this session.
 _MAX_BACKEND_FAILURES = 5
 _SANDBOXES = 4
+# How each kind of suite is scored, and the answer formats that can be (a letter or a
+# number is never a program).
+_SCORING = {
+    "choice": ("multiple choice, scored by the letter of the option", ("auto", "letter")),
+    "code": ("code, scored by running the program in the reply", ("auto", "text", "short")),
+}
 
 
 class EvalOptions(BaseModel):
@@ -162,6 +168,7 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
     seed = options.seed if options.seed is not None else pipeline.run.seed
     seed = seed if seed is not None else 0
     suite = load_suite(options.suite, seed=seed, limit=options.limit)
+    _check_scorable(options.pipeline, pipeline, suite)
     team = pipeline.build_team()
     config = _run_config(options, pipeline, team, suite, seed)
     folder = options.out or _default_folder(pipeline, suite)
@@ -174,6 +181,16 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
         if (item.id, sample) not in finished
     ]
     return EvalPlan(options, pipeline, team, suite, config, folder, done, units)
+
+
+def _check_scorable(path: Path, pipeline: Pipeline, suite: Suite) -> None:
+    """Refuse, before any model is asked, a format whose answers the suite cannot score."""
+    fmt, (what, fits) = pipeline.run.answer_format, _SCORING[suite.kind]
+    if fmt not in fits:
+        raise ConfigError(
+            f"{path}: run.answer_format is {fmt!r}, but suite {suite.name!r} is {what}; "
+            f"set answer_format to {' or '.join(repr(f) for f in fits)}"
+        )
 
 
 def _run_config(
@@ -193,6 +210,7 @@ def _run_config(
         suite=suite.name,
         suite_kind=suite.kind,
         suite_source=suite.source,
+        suite_sha256=suite.sha256,
         seed=seed,
         limit=options.limit,
         samples=options.samples,
@@ -238,8 +256,8 @@ def _prepare(folder: Path, config: RunConfig, resume: bool) -> list[ItemRecord]:
         loaded = read_results(results)
         # Items no model answered (a server down) are asked again; others are final.
         kept = [r for r in loaded.records if r.error_kind != "backend"]
-        if loaded.truncated or loaded.duplicates or len(kept) < len(loaded.records):
-            _rewrite(results, kept)
+        if not loaded.tidy or len(kept) < len(loaded.records):
+            _rewrite(results, kept)  # what is appended next starts a line of its own
     try:
         folder.mkdir(parents=True, exist_ok=True)
         replace_text(folder / RUN_FILE, config.model_dump_json(indent=2) + "\n")
@@ -249,18 +267,37 @@ def _prepare(folder: Path, config: RunConfig, resume: bool) -> list[ItemRecord]:
 
 
 def _check_same_run(folder: Path, previous: RunConfig, config: RunConfig) -> None:
-    for name, flag in (
-        ("pipeline_sha256", "pipeline file"),
-        ("suite", "--suite"),
-        ("seed", "--seed"),
-    ):
-        old, new = getattr(previous, name), getattr(config, name)
-        if old != new:
-            what = "pipeline file (its content changed)" if name == "pipeline_sha256" else flag
-            raise ConfigError(
-                f"{folder} holds a run with another {what}: {old!r}, not {new!r}; "
-                f"resume it with the same {flag}, or pass another --out"
-            )
+    difference = next(_differences(previous, config), None)
+    if difference is not None:
+        what, flag, old, new = difference
+        raise ConfigError(
+            f"{folder} holds a run with another {what}: {old}, not {new}; "
+            f"resume it with the same {flag}, or pass another --out"
+        )
+
+
+def _differences(previous: RunConfig, config: RunConfig) -> Iterator[tuple[str, str, str, str]]:
+    """What differs from the run in the folder: (what, its flag, theirs, ours)."""
+    if previous.pipeline_sha256 != config.pipeline_sha256:
+        old, new = previous.pipeline_sha256, config.pipeline_sha256
+        yield "pipeline file (its content changed)", "pipeline file", repr(old), repr(new)
+    if not _same_suite(previous, config):
+        old, new = _suite_shown(previous), _suite_shown(config)
+        yield "suite (its content differs)", "--suite", old, new
+    if previous.seed != config.seed:
+        yield "--seed", "--seed", repr(previous.seed), repr(config.seed)
+
+
+def _same_suite(previous: RunConfig, config: RunConfig) -> bool:
+    """By content, whatever the name; runs from before suites were hashed by name and file."""
+    if previous.suite_sha256 is None:
+        return (previous.suite, previous.suite_source) == (config.suite, config.suite_source)
+    return previous.suite_sha256 == config.suite_sha256
+
+
+def _suite_shown(config: RunConfig) -> str:
+    digest = f" (sha256 {config.suite_sha256[:12]})" if config.suite_sha256 else ""
+    return f"{config.suite!r} from {config.suite_source}{digest}"
 
 
 def _rewrite(path: Path, records: Sequence[ItemRecord]) -> None:
@@ -461,6 +498,7 @@ class _Session:
         single = await _single_attempt(first, judge)
         consistency = await self._self_consistency(task, item, sample, first, result, judge)
         last_round = max((a.round for a in agents), default=0)
+        looked = [a for a in agents if a.round == last_round and a.error is None]
         return ItemRecord(
             item=item.id,
             sample=sample,
@@ -470,7 +508,8 @@ class _Session:
             agents=agents,
             single=single,
             self_consistency=consistency,
-            oracle=any(a.correct for a in agents if a.round == last_round),
+            oracle=any(a.correct for a in looked),
+            oracle_k=len(looked),
             error=error,
             error_kind=kind,
             wall_s=time.perf_counter() - started,

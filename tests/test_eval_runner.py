@@ -214,16 +214,22 @@ async def test_self_consistency_is_matched_to_the_team_s_tokens(
     assert record["single"]["usage"] == {"prompt_tokens": 100, "completion_tokens": 10, "calls": 1}
 
 
-async def test_self_consistency_stops_nearest_the_budget(
-    pipeline: Path, suite: Path, tmp_path: Path
-) -> None:
-    # A one-agent team spends what one sample costs: no second request comes closer.
-    path = tmp_path / "alone.yaml"
+def one_agent_pipeline(folder: Path) -> Path:
+    """The scripted team with only its first agent."""
+    path = folder / "alone.yaml"
     path.write_text(
         PIPELINE.replace('  - {name: b, role: "Careful.", max_tokens: 16}\n', "").replace(
             '  - {name: c, role: "Careless.", max_tokens: 16}\n', ""
         )
     )
+    return path
+
+
+async def test_self_consistency_stops_nearest_the_budget(
+    pipeline: Path, suite: Path, tmp_path: Path
+) -> None:
+    # A one-agent team spends what one sample costs: no second request comes closer.
+    path = one_agent_pipeline(tmp_path)
     out = tmp_path / "run"
     await evaluate(options(path, suite, out, limit=1), clients={"default": Agents(multiple_choice)})
     (record,) = lines(out)
@@ -429,6 +435,180 @@ async def test_resume_skips_finished_items_and_drops_a_cut_short_line(
     assert len(lines(out)) == 4
 
 
+def cut(results: Path, how: str) -> None:
+    """Leave the results file as a kill at some moment could: `how` names the moment."""
+    data = results.read_bytes()
+    if how == "the newline of the last line lost":
+        results.write_bytes(data.removesuffix(b"\n"))
+    elif how == "a third line cut short":
+        results.write_bytes(data + data.splitlines()[0][:57])
+    elif how == "the only line cut short":
+        results.write_bytes(data.splitlines()[0][:57])
+    elif how == "an empty file":
+        results.write_bytes(b"")
+    elif how == "only run.json":
+        results.unlink()
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    ("how", "kept"),
+    [
+        ("the newline of the last line lost", 2),
+        ("a third line cut short", 2),
+        ("the only line cut short", 0),
+        ("an empty file", 0),
+        ("only run.json", 0),
+    ],
+)
+async def test_every_cut_resumes_and_resumes_again(
+    pipeline: Path, suite: Path, tmp_path: Path, how: str, kept: int
+) -> None:
+    out = tmp_path / "run"
+    await evaluate(
+        options(pipeline, suite, out, limit=2), clients={"default": Agents(multiple_choice)}
+    )
+    cut(out / RESULTS_FILE, how)
+    agents = Agents(multiple_choice)
+    first = await evaluate(options(pipeline, suite, out, resume=True), clients={"default": agents})
+    assert (first.skipped, first.written) == (kept, 4 - kept)
+    assert len(agents.requests) == (4 - kept) * 5  # 3 agents + 2 baseline calls per item
+    data = (out / RESULTS_FILE).read_bytes()
+    assert data.endswith(b"\n") and sorted(r["item"] for r in lines(out)) == [
+        "q1",
+        "q2",
+        "q3",
+        "q4",
+    ]
+    assert read_results(out / RESULTS_FILE).tidy
+    # a second resume reads the file, has nothing left to do and writes nothing twice
+    again = await evaluate(
+        options(pipeline, suite, out, resume=True), clients={"default": Agents(failing)}
+    )
+    assert (again.skipped, again.written) == (4, 0) and (out / RESULTS_FILE).read_bytes() == data
+    assert again.summary is not None and again.summary.lines == 4
+
+
+def test_a_complete_last_line_without_its_newline_is_kept_and_needs_one(tmp_path: Path) -> None:
+    path = tmp_path / RESULTS_FILE
+    first, second = record("q1", True).model_dump_json(), record("q2", False).model_dump_json()
+    path.write_text(f"{first}\n{second}")
+    loaded = read_results(path)
+    assert [r.item for r in loaded.records] == ["q1", "q2"]
+    assert not loaded.truncated and loaded.unterminated and not loaded.tidy
+    # complete JSON that is not a record is not a cut: it is named, not dropped
+    path.write_text(f'{first}\n{{"note": "mine"}}')
+    with pytest.raises(ConfigError, match=rf"{RESULTS_FILE}:2: not a result line"):
+        read_results(path)
+
+
+async def test_a_suite_is_known_by_its_content_not_its_name(pipeline: Path, tmp_path: Path) -> None:
+    here, there, renamed = (tmp_path / name for name in ("here", "there", "renamed"))
+    for folder in (here, there, renamed):
+        folder.mkdir()
+    (here / "mc.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    other = [q | {"question": q["question"] + " Really."} for q in QUESTIONS]
+    (there / "mc.jsonl").write_text("".join(json.dumps(q) + "\n" for q in other))
+    (renamed / "copy.jsonl").write_bytes((here / "mc.jsonl").read_bytes())
+    out = tmp_path / "run"
+    await evaluate(
+        options(pipeline, here / "mc.jsonl", out, limit=2),
+        clients={"default": Agents(multiple_choice)},
+    )
+    with pytest.raises(ConfigError, match=r"another suite \(its content differs\)") as caught:
+        plan_eval(options(pipeline, there / "mc.jsonl", out, resume=True))
+    assert f"from {here / 'mc.jsonl'} (sha256 " in str(caught.value)
+    assert f"not 'mc' from {there / 'mc.jsonl'} (sha256 " in str(caught.value)
+    # the same content under another name and folder is the same suite
+    plan = plan_eval(options(pipeline, renamed / "copy.jsonl", out, resume=True))
+    assert len(plan.done) == 2 and [i.id for i, _ in plan.units] == ["q3", "q4"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suite_spec", "why"),
+    [
+        ("short", "mc", "'mc' is multiple choice, scored by the letter of the option"),
+        ("number", "mc", "'mc' is multiple choice"),
+        ("letter", "humaneval", "'humaneval' is code, scored by running the program"),
+    ],
+)
+async def test_a_format_the_suite_cannot_score_is_refused_before_any_call(
+    pipeline: Path, suite: Path, tmp_path: Path, fmt: str, suite_spec: str, why: str
+) -> None:
+    pipeline.write_text(PIPELINE.replace("answer_format: letter", f"answer_format: {fmt}"))
+    out = tmp_path / "run"
+    agents = Agents(multiple_choice)
+    spec = suite if suite_spec == "mc" else suite_spec
+    with pytest.raises(ConfigError, match=rf"run.answer_format is '{fmt}', but suite {why}"):
+        await evaluate(options(pipeline, spec, out, limit=1), clients={"default": agents})
+    assert agents.requests == [] and not out.exists()
+
+
+def test_cli_refuses_short_answers_on_multiple_choice_in_one_line(
+    suite: Path, tmp_path: Path
+) -> None:
+    # Its model is a server nobody runs: a call would fail differently, and slowly.
+    team = tmp_path / "short.yaml"
+    team.write_text(
+        PIPELINE.replace("answer_format: letter", "answer_format: short")
+        + 'models: {default: {kind: openai, base_url: "http://127.0.0.1:9/v1", '
+        "served_name: nobody}}\n"
+    )
+    out = tmp_path / "run"
+    line = one_error_line(agentfab("eval", str(team), "--suite", str(suite), "--out", str(out)))
+    assert line == (
+        f"agentfab: error: {team}: run.answer_format is 'short', but suite 'mc' is multiple "
+        "choice, scored by the letter of the option; set answer_format to 'auto' or 'letter'"
+    )
+    assert not out.exists()
+
+
+def careless_fails(prompt: str) -> str:
+    """Careful agents answer as in `multiple_choice`; the careless one's server fails on
+    the questions whose right option is shown first or last."""
+    if not prompt.endswith("Careful.") and letter_of(prompt, "right") in "AD":
+        raise BackendError("http://127.0.0.1:9/v1: connection reset", endpoint="scripted")
+    return multiple_choice(prompt)
+
+
+async def test_oracle_k_counts_the_answers_it_looked_at(
+    pipeline: Path, suite: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    outcome = await evaluate(
+        options(pipeline, suite, out), clients={"default": Agents(careless_fails)}
+    )
+    records = lines(out)
+    failed = {r["item"] for r in records if r["agents"][2]["error"]}
+    assert failed and len(failed) < 4  # some lines had 3 answers, some 2
+    assert {r["item"]: r["oracle_k"] for r in records} == {
+        r["item"]: 2 if r["item"] in failed else 3 for r in records
+    }
+    assert outcome.summary is not None
+    oracle = outcome.summary.configurations[3]
+    mean_k = (3 * 4 - len(failed)) / 4
+    assert oracle.name == "oracle@2–3"
+    assert oracle.label == f"oracle@2–3 (some agent right; {mean_k:.1f} answers per line)"
+    # a one-agent team's oracle looked at one answer
+    alone = one_agent_pipeline(tmp_path)
+    one = await evaluate(
+        options(alone, suite, tmp_path / "one"), clients={"default": Agents(multiple_choice)}
+    )
+    assert one.summary is not None and one.summary.configurations[3].name == "oracle@1"
+
+
+def test_oracle_k_of_older_lines_is_the_last_round_s_answers() -> None:
+    # No oracle_k recorded: three agents in round 1, two of them again in round 2, one
+    # of which failed there. The oracle looked at one answer, not three.
+    agents = [AgentAttempt(id=f"a{i}@1", name=f"a{i}", round=1) for i in range(3)] + [
+        AgentAttempt(id="a0@2", name="a0", round=2, correct=True),
+        AgentAttempt(id="a1@2", name="a1", round=2, error="timeout"),
+    ]
+    line = record("q1", True).model_copy(update={"agents": agents})
+    assert summarise([line]).configurations[3].name == "oracle@1"
+
+
 async def test_cancelled_run_keeps_what_finished(
     pipeline: Path, suite: Path, tmp_path: Path
 ) -> None:
@@ -459,7 +639,7 @@ async def test_refusals(pipeline: Path, suite: Path, tmp_path: Path) -> None:
         plan_eval(options(pipeline, suite, out))
     with pytest.raises(ConfigError, match=r"another --seed: 0, not 7"):
         plan_eval(options(pipeline, suite, out, resume=True, seed=7))
-    with pytest.raises(ConfigError, match=r"another --suite: 'mc', not 'gpqa-project'"):
+    with pytest.raises(ConfigError, match=r"another suite \(its content differs\): 'mc' from "):
         plan_eval(options(pipeline, "gpqa-project", out, resume=True))
     pipeline.write_text(PIPELINE.replace("max_tokens: 16", "max_tokens: 17"))
     with pytest.raises(ConfigError, match=r"another pipeline file \(its content changed\)"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 import types
@@ -100,6 +101,28 @@ def test_shuffle_is_stable_across_python_runs(tmp_path: Path) -> None:
     assert item.data == {"seed": 0, "order": [2, 3, 1, 0], "source_line": 2}
     assert item.choices == ("w2", "w3", "w1", "right")
     assert item.answer == "D"
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def test_a_suite_is_identified_by_its_content(tmp_path: Path) -> None:
+    text = f"{HEADER}\nq-1,Q?,right,w1,w2,w3\nq-2,R?,right,w1,w2,w3\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    here = write(tmp_path / "a", "mc.csv", text)
+    there = write(tmp_path / "b", "mc.csv", text.replace("R?", "S?"))
+    copy = write(tmp_path, "renamed.csv", text)
+    suite = load_suite(str(here))
+    assert suite.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert (
+        load_suite(str(there)).name == suite.name and load_suite(str(there)).sha256 != suite.sha256
+    )
+    assert load_suite(str(copy)).sha256 == suite.sha256
+    # the whole suite, whatever the limit or the seed: a longer resume is the same suite
+    assert load_suite(str(here), limit=1, seed=3).sha256 == suite.sha256
+    named = [load_suite(name).sha256 for name in ("gpqa-project", "humaneval")]
+    assert all(len(digest) == 64 for digest in named) and named[0] != named[1]
 
 
 # --- items and tasks -----------------------------------------------------------------------
@@ -340,3 +363,9 @@ def test_hub_rows_use_the_gpqa_layout(monkeypatch: pytest.MonkeyPatch) -> None:
     item: Item = suite.items[0]
     assert (suite.kind, item.id) == ("choice", row["Record ID"])
     assert item.choices[ord(item.answer) - ord("A")] == row["Correct Answer"]
+    assert (
+        suite.sha256
+        == hashlib.sha256(
+            json.dumps([row], sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+    )
