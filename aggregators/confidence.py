@@ -20,9 +20,17 @@ from agentfab.errors import ConfigError
 from agentfab.llm import TokenLogprob
 from agentfab.messages import Message, Task
 
+# "Confidence: 0.8", "confidence level is 80%", "Confidence: 4/5", "5 out of 5"; the number
+# must end there ("I'm confident 3 options are wrong" states no confidence).
+_SCALE = r"(?P<pct>\s*%|\s*percent\b)?(?:\s*(?:/|out\s+of)\s*(?P<of>\d+(?:\.\d+)?))?"
 _STATED = re.compile(
-    r"confiden(?:ce|t)\s*(?:level|score)?\s*(?:is|:|=|-)?\s*\(?\s*"
-    r"(\d+(?:\.\d+)?)\s*(%|/\s*10\b|/\s*100\b|out of 10\b)?",
+    r"confiden(?:ce|t)\s*(?:level|score)?\s*(?:is|:|=|-|of|at)?\s*\(?\s*"
+    rf"(?P<v>\d+(?:\.\d+)?){_SCALE}(?!\s*[a-z]|\d)",
+    re.IGNORECASE,
+)
+# "I am 70% confident", "90% sure".
+_STATED_BEFORE = re.compile(
+    r"(?<![\d.])(?P<v>\d+(?:\.\d+)?)(?P<pct>\s*%|\s*percent\b)(?P<of>)\s*(?:confident|sure|certain)",
     re.IGNORECASE,
 )
 _WORDS = {"very high": 0.95, "high": 0.85, "medium": 0.6, "moderate": 0.6, "low": 0.3}
@@ -34,17 +42,29 @@ _MARKER = re.compile(r"answer\s*(?:is|:)", re.IGNORECASE)
 
 
 def stated_confidence(text: str) -> float | None:
-    """The last confidence the text states, in [0, 1]: `0.8`, `80%`, `8/10`, `high`."""
-    numbers = list(_STATED.finditer(text))
+    """The last confidence the text states, in [0, 1]: `0.8`, `80%`, `8/10`, `4/5`, `high`.
+
+    A bare number is read on the scale it fits: up to 1 as is, up to 10 as tenths, up to
+    100 as a percentage.
+    """
+    found = [*_STATED.finditer(text), *_STATED_BEFORE.finditer(text)]
+    numbers = sorted(found, key=lambda m: m.start())
     if numbers:
-        value, unit = float(numbers[-1].group(1)), (numbers[-1].group(2) or "").replace(" ", "")
-        if unit in ("%", "/100") or (not unit and value > 10):
-            value /= 100
-        elif unit in ("/10", "outof10") or (not unit and value > 1):
-            value /= 10
-        return min(max(value, 0.0), 1.0)
+        return _on_unit_scale(numbers[-1])
     words = list(_STATED_WORD.finditer(text))
     return _WORDS[words[-1].group(1).lower()] if words else None
+
+
+def _on_unit_scale(found: re.Match[str]) -> float | None:
+    value = float(found.group("v"))
+    if found.group("of"):
+        scale = float(found.group("of"))
+        return min(value / scale, 1.0) if scale > 0 else None
+    if found.group("pct") or value > 10:
+        value /= 100
+    elif value > 1:
+        value /= 10
+    return min(max(value, 0.0), 1.0)
 
 
 def logprob_confidence(text: str, logprobs: Sequence[TokenLogprob]) -> float | None:
