@@ -17,6 +17,7 @@ from agentfab.aggregators.confidence import logprob_confidence, stated_confidenc
 from agentfab.aggregators.extract import FORMATS, answer_format_for, extract_answer
 from agentfab.aggregators.majority import plurality
 from agentfab.errors import (
+    AgentfabError,
     BackendError,
     BudgetExceeded,
     ConfigError,
@@ -116,6 +117,8 @@ class _Reply:
     usage: Usage
     error: str = ""
     latency_s: float = 0.0
+    failure: AgentfabError | None = None
+    """The error the call raised, for callers that raise it on (an aggregator's call)."""
 
     def sample(self, index: int) -> _Reply:
         """The `index`-th sample alone; the call's usage goes with the first sample only."""
@@ -155,10 +158,13 @@ class Orchestrator:
         counted = self._counted_clients(team)
         before = await _read_counters(counted)
         run = _Run(self, team, task)
+        deadline = asyncio.timeout(self.settings.budget.max_seconds)
         try:
-            async with asyncio.timeout(self.settings.budget.max_seconds):
+            async with deadline:
                 result = await run.execute()
         except TimeoutError:
+            if not deadline.expired():
+                raise  # not the run's deadline (clients' timeouts fail their calls): a bug
             raise BudgetExceeded(
                 f"time budget of {self.settings.budget.max_seconds}s spent",
                 partial=run.result(complete=False),
@@ -354,20 +360,39 @@ class _Run:
         """An aggregator's own model call (judge, synthesiser), inside the budget."""
         if model not in self.clients:
             raise ConfigError(f"an aggregator asked for model {model!r}, which has no client")
-        return await self._budgeted_chat(model, request)
+        reply = await self._budgeted_chat(model, request)
+        if reply.failure is not None:
+            raise reply.failure
+        assert reply.response is not None
+        return reply.response
 
-    async def _budgeted_chat(self, model: str, request: ChatRequest) -> ChatResponse:
+    async def _budgeted_chat(self, model: str, request: ChatRequest) -> _Reply:
         """Every model call of a run goes here: admitted only if its worst case fits the
         budget (else BudgetExceeded), then settled with what it really used."""
         worst_case = _estimate_tokens(request) + request.max_tokens * request.n
         self.ledger.admit(worst_case)
-        usage = Usage(calls=1)
+        reply = _Reply(None, Usage(calls=1))  # if cancelled: called, tokens unknown
         try:
-            response = await self.clients[model].chat(request)
-            usage = _usage(response)
-            return response
+            reply = await self._chat(model, request)
+            return reply
         finally:
-            self.ledger.settle(worst_case, usage)
+            self.ledger.settle(worst_case, reply.usage)
+
+    async def _chat(self, model: str, request: ChatRequest) -> _Reply:
+        """One call; how a client fails becomes the reply's error here, and only here."""
+        client = self.clients[model]
+        started = time.perf_counter()
+        try:
+            response = await client.chat(request)
+        except (BackendError, ModelOutputError) as error:
+            return _Reply(None, Usage(calls=1), error=str(error), failure=error)
+        except TimeoutError:
+            # The client's own deadline (the run's cancels, it raises no TimeoutError here):
+            # this call failed, not the run.
+            failure = _timed_out(client, model)
+            return _Reply(None, Usage(calls=1), error=str(failure), failure=failure)
+        latency_s = time.perf_counter() - started
+        return _Reply(response, _usage(response), latency_s=latency_s)
 
     async def _act(
         self, agent: Agent, inputs: list[Message], round_no: int, previous: Mapping[str, Message]
@@ -422,17 +447,14 @@ class _Run:
 
     async def _ask(self, agent: Agent, request: ChatRequest) -> _Reply:
         """An agent's call: the response and its usage, or why there is none."""
-        started = time.perf_counter()
         try:
-            response = await self._budgeted_chat(agent.model, request)
+            reply = await self._budgeted_chat(agent.model, request)
         except BudgetExceeded as error:
             return _Reply(None, Usage(), error=f"not run: {error}")
-        except (BackendError, ModelOutputError) as error:
-            return _Reply(None, Usage(calls=1), error=str(error))
-        if not response.completions:
+        if reply.response is not None and not reply.response.completions:
             empty = f"model {agent.model!r} returned no completion"
-            return _Reply(None, _usage(response), error=empty)
-        return _Reply(response, _usage(response), latency_s=time.perf_counter() - started)
+            return _Reply(None, reply.usage, error=empty)
+        return reply
 
     def _request(
         self, agent: Agent, inbox: Sequence[Message], round_no: int, n: int, sample: int = 0
@@ -514,6 +536,12 @@ def _agent_seed(agent: Agent, run_seed: int | None, round_no: int, sample: int) 
     """Each agent, round and resample draws differently, reproducibly: one seed, no clones."""
     base = agent.seed if agent.seed is not None else run_seed
     return derive_seed(base, agent.name, round_no, sample)
+
+
+def _timed_out(client: LLMClient, model: str) -> BackendError:
+    endpoint = str(getattr(client, "endpoint", ""))
+    where = endpoint or f"model {model!r}"
+    return BackendError(f"{where}: the client timed out", endpoint=endpoint, retryable=True)
 
 
 def _usage(response: ChatResponse) -> Usage:

@@ -19,11 +19,13 @@ from agentfab import (
     Budget,
     BudgetExceeded,
     ConfigError,
+    Message,
     Orchestrator,
     QuorumNotReached,
     RunSettings,
 )
-from agentfab.aggregators import AheadByK, Majority
+from agentfab.aggregators import AheadByK, Majority, SelfAggregate
+from agentfab.llm import ChatRequest, ChatResponse, LLMClient
 from agentfab.openai_client import OpenAIClient
 from agentfab.serving.scripted import ScriptedServer
 from agentfab.topologies import chain, star
@@ -242,3 +244,55 @@ async def test_ahead_by_k_stops_sampling_once_the_budget_refuses_a_call() -> Non
     assert (decision.answer, decision.details["decided"]) == ("y", False)
     assert [m.error for m in partial.messages if m.error] == ["not run: call budget of 2 spent"]
     assert len(server.requests) == 2
+
+
+class Deadlined:
+    """A user's client that bounds each call with its own deadline: it raises TimeoutError."""
+
+    def __init__(self, inner: OpenAIClient, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        async with asyncio.timeout(self.seconds):
+            return await self.inner.chat(request)
+
+    async def aclose(self) -> None:
+        return None  # the inner client is closed by whoever opened it
+
+
+@pytest.mark.parametrize("max_seconds", [None, 600.0])
+async def test_a_clients_timeout_fails_its_agent_not_the_run(max_seconds: float | None) -> None:
+    server = ScriptedServer("Answer: B", faults=["hang"])  # one of the three calls hangs
+    team = star(workers("r0", "r1", "r2"), Majority())
+    settings = RunSettings(budget=Budget(max_seconds=max_seconds))
+    async with server as base_url, OpenAIClient(base_url) as inner:
+        client = Deadlined(inner, 0.2)
+        async with asyncio.timeout(DEADLINE):
+            result = await Orchestrator({"default": client}, settings).run(team, "q")
+    assert result.complete and result.answer == "b"
+    failed = [m for m in result.messages if m.error]
+    assert len(failed) == 1 and failed[0].error == "model 'default': the client timed out"
+    assert result.messages[-1].details["voters"] == 2
+
+
+async def test_a_writers_timeout_fails_its_node_not_the_run() -> None:
+    agents, writer = ScriptedServer("Answer: B"), ScriptedServer(faults=["hang"])
+    team = star(workers("r0"), SelfAggregate(model="writer"))
+    async with agents as a, writer as w, OpenAIClient(a) as client, OpenAIClient(w) as slow:
+        clients: dict[str, LLMClient] = {"default": client, "writer": Deadlined(slow, 0.2)}
+        with pytest.raises(QuorumNotReached, match=r"'hub' produced no answer: .*timed out"):
+            async with asyncio.timeout(DEADLINE):
+                await Orchestrator(clients).run(team, "q")
+
+
+async def test_a_timeout_error_that_is_not_the_deadline_is_not_a_budget_stop() -> None:
+    class Stalls:
+        name = "stalls"
+
+        async def aggregate(self, task: object, messages: object, ctx: object) -> Message:
+            raise TimeoutError("an aggregator's own")
+
+    client = ScriptedClient(lambda request: ("Answer: x", 0.0))
+    settings = RunSettings(budget=Budget(max_seconds=600))
+    with pytest.raises(TimeoutError, match="an aggregator's own"):
+        await Orchestrator({"default": client}, settings).run(star(workers("a"), Stalls()), "q")
