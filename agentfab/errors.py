@@ -27,12 +27,32 @@ class ConfigError(AgentfabError):
 
 
 class BackendError(AgentfabError):
-    """A model backend failed; the message names the endpoint."""
+    """A model backend failed; the message names the endpoint.
 
-    def __init__(self, message: str, *, endpoint: str = "", retryable: bool = False) -> None:
+    `retryable`: the same request may succeed later (connection lost, timeout, 429, 5xx).
+    `status`: the HTTP status the server answered with, if it answered. `retry_after_s`:
+    how long the server asked to be left alone (its `Retry-After`), if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        retryable: bool = False,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.endpoint = endpoint
         self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def busy(self) -> bool:
+        """The server is up but turned the request away for now (429 Too Many Requests)."""
+        return self.status == 429
 
 
 class ModelOutputError(AgentfabError):

@@ -13,9 +13,16 @@ so the client calls the transport itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
 import errno
 import json
+import math
 import random
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +33,7 @@ from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest, ChatResponse, Completion, TokenLogprob
 from agentfab.server_metrics import parse_counters
 
-__all__ = ["AiohttpSessionTransport", "OpenAIClient"]
+__all__ = ["AiohttpSessionTransport", "CallCount", "OpenAIClient", "counting_calls", "retry_delay"]
 
 _STRUCTURED_FIELD = "structured_outputs"
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
@@ -37,11 +44,13 @@ class OpenAIClient:
     """Chat completions from one OpenAI-compatible endpoint, e.g. `http://127.0.0.1:8000/v1`.
 
     At most `max_concurrency` requests are on the wire at once. An attempt that fails with
-    429, 5xx, a connection error or a timeout is retried `retries` times with exponential
-    backoff and jitter; every other failure, and the last one, raises `BackendError`
-    naming the endpoint. `timeout_s` bounds connecting and waiting for the response of one
-    attempt. `model`, when given, is the name the server serves the model under and replaces
-    `ChatRequest.model` (which may be the pipeline's own name for it).
+    429, 5xx, a connection error or a timeout is retried `retries` times, after the wait
+    the server asked for (`Retry-After`) or else exponential backoff with jitter, never
+    longer than `max_backoff_s`; every other failure, and the last one, raises
+    `BackendError` naming the endpoint. `timeout_s` bounds connecting and waiting for the
+    response of one attempt; each attempt the server may have run is a call of its own
+    (`counting_calls`). `model`, when given, is the name the server serves the model under
+    and replaces `ChatRequest.model` (which may be the pipeline's own name for it).
     """
 
     def __init__(
@@ -53,6 +62,7 @@ class OpenAIClient:
         timeout_s: float = 120.0,
         retries: int = 3,
         backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         supports_structured_choice: bool = True,
         model: str | None = None,
@@ -61,6 +71,7 @@ class OpenAIClient:
         self.model = model
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
         self._timeout_s = timeout_s
         self._structured_choice = supports_structured_choice
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -79,11 +90,13 @@ class OpenAIClient:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         structured = self._structured_choice and bool(request.choices)
         model = self.model or request.model
-        response = await self._send(self._chat_url, _chat_body(request, model, structured))
+        body = _chat_body(request, model, structured)
+        response = await self._send(self._chat_url, body, counted=True)
         if structured and _rejects_structured_choice(response):
             # This server does not know the field: prompt plainly, now and from now on.
             self._structured_choice = False
-            response = await self._send(self._chat_url, _chat_body(request, model, False))
+            body = _chat_body(request, model, False)
+            response = await self._send(self._chat_url, body, counted=True)
         try:
             return _parse_chat(self._payload(response))
         except _MALFORMED as exc:
@@ -122,14 +135,18 @@ class OpenAIClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _send(self, url: httpx.URL, content: bytes | None) -> httpx.Response:
-        """POST `content` (GET when None), retrying transient failures; return the response."""
+    async def _send(
+        self, url: httpx.URL, content: bytes | None, *, counted: bool = False
+    ) -> httpx.Response:
+        """POST `content` (GET when None), retrying transient failures; return the response.
+        `counted`: a model call, counted in `counting_calls` each time it is sent."""
         method = "GET" if content is None else "POST"
         attempt = 0
         while True:
             attempt += 1
+            retry_after_s = None
             try:
-                response = await self._exchange(method, url, content)
+                response = await self._exchange(method, url, content, counted=counted)
             except httpx.TransportError as exc:  # the one place transport errors become ours
                 transient = _is_transient(exc)
                 if attempt > self._retries or not transient:
@@ -139,36 +156,75 @@ class OpenAIClient:
                 status = response.status_code
                 if status != 429 and status < 500:
                     return response
+                retry_after_s = _retry_after_s(response)
                 if attempt > self._retries:
-                    detail = _server_message(response)
-                    raise self._failure(f"HTTP {status}", detail, attempt, retryable=True)
-            await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+                    raise self._failure(
+                        f"HTTP {status}",
+                        _server_message(response),
+                        attempt,
+                        retryable=True,
+                        status=status,
+                        retry_after_s=retry_after_s,
+                    )
+            step = attempt - 1
+            await asyncio.sleep(
+                retry_delay(self._backoff_s, step, retry_after_s, self._max_backoff_s)
+            )
 
-    async def _exchange(self, method: str, url: httpx.URL, content: bytes | None) -> httpx.Response:
+    async def _exchange(
+        self, method: str, url: httpx.URL, content: bytes | None, *, counted: bool = False
+    ) -> httpx.Response:
         request = httpx.Request(
             method, url, headers=self._headers, content=content, extensions=self._extensions
         )
         async with self._slots:
-            response = await self._transport.handle_async_request(request)
             try:
-                await response.aread()
-            finally:
-                await response.aclose()  # hands a streaming transport's connection back
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()  # hands a streaming transport's connection back
+            except httpx.TransportError as exc:
+                if counted and _reached_server(exc):
+                    _count_call()  # its answer was lost, but the server may have run it
+                raise
+            except asyncio.CancelledError:
+                if counted:
+                    _count_call()  # cut off on the wire: sent, its tokens unknown
+                raise
+        if counted and not 400 <= response.status_code < 500:
+            _count_call()  # answered, or failed while the server was on it; a 4xx refused it
         return response
 
     def _payload(self, response: httpx.Response) -> Any:
         if response.is_success:
             return json.loads(response.content)
-        what = f"HTTP {response.status_code}"
-        raise self._failure(what, _server_message(response), 1, retryable=False)
+        status = response.status_code
+        detail = _server_message(response)
+        raise self._failure(f"HTTP {status}", detail, 1, retryable=False, status=status)
 
-    def _failure(self, what: str, detail: str, attempts: int, *, retryable: bool) -> BackendError:
+    def _failure(
+        self,
+        what: str,
+        detail: str,
+        attempts: int,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> BackendError:
         message = f"{self.endpoint}: {what}"
         if attempts > 1:
             message += f" after {attempts} attempts"
         if detail:
             message += f": {detail}"
-        return BackendError(message, endpoint=self.endpoint, retryable=retryable)
+        return BackendError(
+            message,
+            endpoint=self.endpoint,
+            retryable=retryable,
+            status=status,
+            retry_after_s=retry_after_s,
+        )
 
     def _malformed(self, exc: Exception) -> BackendError:
         detail = _one_line(f"{type(exc).__name__}: {exc}")
@@ -176,6 +232,72 @@ class OpenAIClient:
             f"{self.endpoint}: malformed response: {detail}", endpoint=self.endpoint
         )
 
+
+@dataclass
+class CallCount:
+    """Model calls sent to servers inside one `counting_calls` block."""
+
+    calls: int = 0
+
+
+_counting: ContextVar[CallCount | None] = ContextVar("agentfab_call_count", default=None)
+
+
+@contextlib.contextmanager
+def counting_calls() -> Iterator[CallCount]:
+    """Count the chat requests this task's OpenAI-compatible clients send inside the block.
+
+    A request is a call when the server may have run the model for it: it answered, failed
+    while on it (5xx), or got it and was never heard from (a timeout, a dropped connection,
+    a cancel). So a request re-sent after a timeout, by a client's retries or a pool's
+    failover, is a second call. Requests turned away (4xx, 429 included) or never
+    connected are not. The count follows the task (a context variable): concurrent calls
+    each count their own.
+    """
+    count = CallCount()
+    token = _counting.set(count)
+    try:
+        yield count
+    finally:
+        _counting.reset(token)
+
+
+def _count_call() -> None:
+    count = _counting.get()
+    if count is not None:
+        count.calls += 1
+
+
+def retry_delay(backoff_s: float, step: int, retry_after_s: float | None, max_s: float) -> float:
+    """Seconds to wait before retry `step` (0 for the first): what the server asked for
+    (`Retry-After`) when it said, else exponential backoff with jitter; at most `max_s`."""
+    if retry_after_s is None:
+        return min(backoff_s * 2.0**step * random.uniform(0.5, 1.5), max_s)
+    return min(retry_after_s, max_s)
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """The response's `Retry-After` in seconds (delay-seconds or an HTTP date), if readable."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds: float | None = float(value)
+    except ValueError:
+        seconds = _seconds_until(value)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
 
 def _chat_body(request: ChatRequest, model: str, structured: bool) -> bytes:
     body: dict[str, Any] = {
@@ -236,6 +358,12 @@ def _token_logprob(token: dict[str, Any]) -> TokenLogprob:
 def _is_transient(exc: httpx.TransportError) -> bool:
     # Request-side problems (bad scheme, malformed request, proxy set-up) do not heal.
     return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
+
+
+def _reached_server(exc: httpx.TransportError) -> bool:
+    """Whether the request may have reached the server before the transport failed."""
+    never = httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+    return _is_transient(exc) and not isinstance(exc, never)
 
 
 def _describe(exc: httpx.TransportError, timeout_s: float) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from agentfab.errors import (
 )
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient, ReportsServerCounters
 from agentfab.messages import Message, Task, Usage
+from agentfab.openai_client import counting_calls
 from agentfab.prompts import build_messages
 from agentfab.result import Result
 from agentfab.server_metrics import difference
@@ -99,9 +101,11 @@ class _Ledger:
         self.reserved_tokens -= worst_case_tokens
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
+        self.calls += usage.calls - 1  # admitted as one; the requests re-sent add theirs
 
     def usage(self) -> Usage:
-        """Every call admitted, cancelled ones included (their tokens are unknown)."""
+        """Every call admitted, cancelled ones included (their tokens are unknown), and
+        every request a client re-sent for one (after a timeout, to another replica)."""
         return Usage(
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
@@ -125,6 +129,10 @@ class _Reply:
         assert self.response is not None
         alone = ChatResponse([self.response.completions[index]], model=self.response.model)
         return _Reply(alone, self.usage if index == 0 else Usage(), latency_s=self.latency_s)
+
+    def sent(self, calls: int) -> _Reply:
+        """This reply, its call having cost `calls` requests."""
+        return dataclasses.replace(self, usage=self.usage.model_copy(update={"calls": calls}))
 
 
 class Orchestrator:
@@ -371,12 +379,16 @@ class _Run:
         budget (else BudgetExceeded), then settled with what it really used."""
         worst_case = _estimate_tokens(request) + request.max_tokens * request.n
         self.ledger.admit(worst_case)
-        reply = _Reply(None, Usage(calls=1))  # if cancelled: called, tokens unknown
-        try:
-            reply = await self._chat(model, request)
-            return reply
-        finally:
-            self.ledger.settle(worst_case, reply.usage)
+        with counting_calls() as sent:
+            try:
+                reply = await self._chat(model, request)
+            except BaseException:  # cancelled: the call was made, its tokens are unknown
+                self.ledger.settle(worst_case, Usage(calls=max(1, sent.calls)))
+                raise
+        # Clients that count nothing (in-process ones) made the one call asked of them.
+        reply = reply.sent(max(1, sent.calls))
+        self.ledger.settle(worst_case, reply.usage)
+        return reply
 
     async def _chat(self, model: str, request: ChatRequest) -> _Reply:
         """One call; how a client fails becomes the reply's error here, and only here."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from typing import Any
 
 from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest, ChatResponse
-from agentfab.openai_client import OpenAIClient
+from agentfab.openai_client import OpenAIClient, retry_delay
 
 __all__ = ["Replica", "ReplicaPool"]
 
@@ -26,8 +28,16 @@ class Replica:
     """Requests sent to it and not yet answered or failed."""
     answered: int = 0
     failed: int = 0
+    busy: int = 0
+    """Requests it turned away with 429: it is up, but asked for time."""
     down_since: float = 0.0
+    last_sent: int = -1
+    """When a request was last sent to it, as a count of the pool's sends."""
     last_error: str = field(default="", repr=False)
+
+    @property
+    def sent(self) -> int:
+        return self.answered + self.failed + self.busy
 
     @property
     def endpoint(self) -> str:
@@ -38,12 +48,16 @@ class ReplicaPool:
     """An `LLMClient` over several OpenAI-compatible servers of the same model.
 
     Each request goes to the replica that is up and has the fewest requests outstanding.
-    When a replica fails a request with a transient error (connection lost, timeout, 429,
-    5xx), it is marked down and the request is sent to another replica: a request is re-sent
-    only after its replica failed to answer it, so each gets exactly one answer. A health
-    check (`GET /v1/models` every `health_interval_s`) marks replicas up or down again.
-    When every replica is down, requests probe the one down longest, waiting `backoff_s`
-    (doubling) between attempts, `retries` times beyond one attempt per replica.
+    When a replica fails a request with a transient error (connection lost, timeout, 5xx),
+    it is marked down and the request is sent to another replica: a request is re-sent
+    only after its replica failed to answer it, so each gets exactly one answer (a re-sent
+    request is a call of its own in `counting_calls`: the first replica may have run it).
+    A 429 is no failure: the replica stays up and the request waits for what the server
+    asked (`Retry-After`, else the backoff) before it is sent again. A health check
+    (`GET /v1/models` every `health_interval_s`) marks replicas up or down again. When every
+    replica is down, requests probe them in turn, the one tried longest ago first, waiting
+    `backoff_s` (doubling) between attempts. A request makes one attempt per replica and
+    `retries` more; no wait is longer than `max_backoff_s`.
     """
 
     def __init__(
@@ -52,6 +66,7 @@ class ReplicaPool:
         *,
         retries: int = 3,
         backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
         health_interval_s: float = 2.0,
         health_timeout_s: float = 5.0,
     ) -> None:
@@ -61,6 +76,8 @@ class ReplicaPool:
         self.endpoint = " | ".join(r.endpoint for r in self.replicas)
         self._retries = retries
         self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._sends = itertools.count()
         self._health_interval_s = health_interval_s
         self._health_timeout_s = health_timeout_s
         self._health_task: asyncio.Task[None] | None = None
@@ -72,6 +89,7 @@ class ReplicaPool:
         *,
         retries: int = 3,
         backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
         health_interval_s: float = 2.0,
         **client_options: Any,
     ) -> ReplicaPool:
@@ -79,37 +97,38 @@ class ReplicaPool:
         retries transient failures."""
         clients = [OpenAIClient(url, retries=0, **client_options) for url in urls]
         return cls(
-            clients, retries=retries, backoff_s=backoff_s, health_interval_s=health_interval_s
+            clients,
+            retries=retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            health_interval_s=health_interval_s,
         )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         self._start_health_checks()
         attempts = len(self.replicas) + self._retries
-        waited = 0
+        waits = 0
         last: BackendError | None = None
         for _ in range(attempts):
             replica = self._pick()
             if not replica.up:  # every replica is down: give them time before probing
-                await asyncio.sleep(self._backoff_s * 2**waited)
-                waited += 1
-            replica.outstanding += 1
+                await self._wait(waits)
+                waits += 1
             try:
-                response = await replica.client.chat(request)
+                return await self._send(replica, request)
             except BackendError as error:
                 if not error.retryable:
                     raise  # a bad request fails the same way everywhere
-                replica.failed += 1
-                self._mark_down(replica, str(error))
                 last = error
-                continue
-            finally:
-                replica.outstanding -= 1
-            replica.answered += 1
-            return response
+                if error.busy:  # up, but asked for time: wait, then send it again
+                    await self._wait(waits, error.retry_after_s)
+                    waits += 1
         raise BackendError(
             f"{self.endpoint}: no replica answered after {attempts} attempts; last: {last}",
             endpoint=self.endpoint,
             retryable=True,
+            status=last.status if last else None,  # all busy stays a 429 for the caller
+            retry_after_s=last.retry_after_s if last else None,
         )
 
     async def list_models(self) -> list[str]:
@@ -137,13 +156,35 @@ class ReplicaPool:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def _send(self, replica: Replica, request: ChatRequest) -> ChatResponse:
+        """One attempt on one replica, and what the pool learns from it."""
+        replica.outstanding += 1
+        replica.last_sent = next(self._sends)
+        try:
+            response = await replica.client.chat(request)
+        except BackendError as error:
+            if error.busy:
+                replica.busy += 1
+                replica.up = True  # it answered: busy is not down
+            elif error.retryable:
+                replica.failed += 1
+                self._mark_down(replica, str(error))
+            raise
+        finally:
+            replica.outstanding -= 1
+        replica.answered += 1
+        return response
+
+    async def _wait(self, step: int, retry_after_s: float | None = None) -> None:
+        await asyncio.sleep(retry_delay(self._backoff_s, step, retry_after_s, self._max_backoff_s))
+
     def _pick(self) -> Replica:
         """The up replica with the fewest outstanding requests (then the least used);
-        when none is up, the one down the longest."""
+        when none is up, the one tried longest ago, so probes go round every replica."""
         up = [r for r in self.replicas if r.up]
         if up:
-            return min(up, key=lambda r: (r.outstanding, r.answered + r.failed))
-        return min(self.replicas, key=lambda r: r.down_since)
+            return min(up, key=lambda r: (r.outstanding, r.sent))
+        return min(self.replicas, key=lambda r: r.last_sent)
 
     def _mark_down(self, replica: Replica, error: str) -> None:
         replica.last_error = error
@@ -153,7 +194,10 @@ class ReplicaPool:
 
     def _start_health_checks(self) -> None:
         if self._health_task is None and len(self.replicas) > 1:
-            self._health_task = asyncio.get_running_loop().create_task(self._check_health())
+            # A context of its own: the task must not carry the first caller's call count.
+            self._health_task = asyncio.get_running_loop().create_task(
+                self._check_health(), context=contextvars.Context()
+            )
 
     async def _check_health(self) -> None:
         while True:
@@ -164,7 +208,11 @@ class ReplicaPool:
         try:
             async with asyncio.timeout(self._health_timeout_s):
                 await replica.client.list_models()
-        except (BackendError, TimeoutError) as error:
-            self._mark_down(replica, str(error) or "health check timed out")
+        except BackendError as error:
+            if not error.busy:  # a 429 comes from a server that is up
+                self._mark_down(replica, str(error))
+                return
+        except TimeoutError:
+            self._mark_down(replica, "health check timed out")
             return
         replica.up = True

@@ -6,17 +6,20 @@ A real vLLM server cannot fail on demand; the scripted one speaks the same wire 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from agentfab import openai_client
 from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest, TokenLogprob
-from agentfab.openai_client import OpenAIClient
-from agentfab.serving.scripted import ScriptedServer
+from agentfab.openai_client import OpenAIClient, counting_calls, retry_delay
+from agentfab.serving.scripted import Fault, ScriptedServer
 
 QUESTION = ChatRequest(messages=[{"role": "user", "content": "Which is largest?"}], model="m")
 
@@ -203,3 +206,90 @@ async def test_a_malformed_answer_is_a_backend_error() -> None:
     async with OpenAIClient("http://x/v1", transport=transport) as client:
         with pytest.raises(BackendError, match=r"^http://x/v1: malformed response: TypeError"):
             await client.chat(QUESTION)
+
+
+@pytest.mark.parametrize(
+    ("faults", "calls"),
+    [
+        ([], 1),
+        (["hang"], 2),  # the server got the first one and may have run it
+        (["drop"], 2),
+        ([500], 2),
+        ([429], 1),  # turned away: no model ran
+    ],
+)
+async def test_every_request_a_server_may_have_run_is_a_call(
+    faults: list[Fault], calls: int
+) -> None:
+    server = ScriptedServer(faults=faults)
+    async with server as base_url, fast_client(base_url, timeout_s=0.2, retries=1) as client:
+        async with asyncio.timeout(20):
+            with counting_calls() as sent:
+                await client.chat(QUESTION)
+    assert sent.calls == calls
+
+
+async def test_requests_that_never_connected_are_no_calls() -> None:
+    async with fast_client(f"http://127.0.0.1:{closed_port()}/v1", retries=1) as client:
+        with counting_calls() as sent, pytest.raises(BackendError, match="refused"):
+            await client.chat(QUESTION)
+    assert sent.calls == 0
+
+
+async def test_concurrent_calls_count_their_own_requests() -> None:
+    server = ScriptedServer(faults=["hang"])
+    async with server as base_url, fast_client(base_url, timeout_s=0.2, retries=1) as client:
+
+        async def counted() -> int:
+            with counting_calls() as sent:
+                await client.chat(QUESTION)
+            return sent.calls
+
+        async with asyncio.timeout(20):
+            counts = await asyncio.gather(counted(), counted())
+    assert sorted(counts) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("soon", None), (None, None)],
+)
+async def test_a_429_carries_the_servers_retry_after(
+    header: str | None, seconds: float | None
+) -> None:
+    server = ScriptedServer(faults=[429], retry_after=header)
+    async with server as base_url, fast_client(base_url, retries=0) as client:
+        with pytest.raises(BackendError, match="HTTP 429") as caught:
+            await client.chat(QUESTION)
+    assert caught.value.busy and caught.value.retryable
+    assert (caught.value.status, caught.value.retry_after_s) == (429, seconds)
+
+
+async def test_retry_after_may_be_a_date() -> None:
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    server = ScriptedServer(faults=[429], retry_after=email.utils.format_datetime(when, True))
+    async with server as base_url, fast_client(base_url, retries=0) as client:
+        with pytest.raises(BackendError) as caught:
+            await client.chat(QUESTION)
+    assert caught.value.retry_after_s is not None and 0 < caught.value.retry_after_s <= 120
+
+
+async def test_the_client_waits_as_a_429_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float | None] = []
+
+    def no_wait(backoff_s: float, step: int, retry_after_s: float | None, max_s: float) -> float:
+        waits.append(retry_after_s)
+        return 0.0
+
+    monkeypatch.setattr(openai_client, "retry_delay", no_wait)
+    server = ScriptedServer(faults=[429, 500], retry_after="3")
+    async with server as base_url, fast_client(base_url, retries=2) as client:
+        await client.chat(QUESTION)
+    assert waits == [3.0, None]  # a 500 without Retry-After: the client's own backoff
+
+
+def test_retry_delay_follows_the_server_within_a_bound() -> None:
+    assert retry_delay(0.5, 0, 2.0, 30.0) == 2.0
+    assert retry_delay(0.5, 0, 3600.0, 30.0) == 30.0
+    assert 0.25 <= retry_delay(0.5, 0, None, 30.0) <= 0.75  # backoff with jitter
+    assert retry_delay(0.5, 20, None, 30.0) == 30.0

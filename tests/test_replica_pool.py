@@ -10,13 +10,20 @@ import asyncio
 
 import pytest
 
+from agentfab import Agent, Orchestrator
+from agentfab import replicas as replicas_module
+from agentfab.aggregators import Majority
 from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest
+from agentfab.openai_client import counting_calls
 from agentfab.replicas import ReplicaPool
 from agentfab.serving.scripted import ScriptedServer
+from agentfab.topologies import star
 from tests.test_openai_client import closed_port
 
 QUESTION = ChatRequest(messages=[{"role": "user", "content": "Which is largest?"}], model="m")
+DEADLINE = 20.0
+"""Seconds a pool under faults may take before its test fails (instead of hanging)."""
 
 
 def pool(*urls: str, **options: object) -> ReplicaPool:
@@ -81,3 +88,81 @@ async def test_every_replica_down_ends_in_one_error_naming_them() -> None:
         with pytest.raises(BackendError, match="no replica answered after 3 attempts") as error:
             await replicas.chat(QUESTION)
     assert all(url in str(error.value) for url in urls)
+
+
+async def test_with_every_replica_down_the_tries_go_round_them() -> None:
+    first, second = ScriptedServer(then=500), ScriptedServer(then=500)
+    async with first as a, second as b, pool(a, b, retries=4) as replicas:
+        with pytest.raises(BackendError, match="no replica answered after 6 attempts"):
+            async with asyncio.timeout(DEADLINE):
+                await replicas.chat(QUESTION)
+        assert (len(first.requests), len(second.requests)) == (3, 3)
+        assert [r.failed for r in replicas.replicas] == [3, 3]
+
+
+async def test_a_429_waits_as_asked_and_leaves_the_replica_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float | None] = []
+
+    def no_wait(backoff_s: float, step: int, retry_after_s: float | None, max_s: float) -> float:
+        waits.append(retry_after_s)
+        return 0.0
+
+    monkeypatch.setattr(replicas_module, "retry_delay", no_wait)
+    busy = ScriptedServer(faults=[429, 429], retry_after="7")
+    async with busy as a, pool(a) as replicas, asyncio.timeout(DEADLINE):
+        with counting_calls() as sent:
+            response = await replicas.chat(QUESTION)
+    assert response.completions[0].text == "Answer: B"
+    (replica,) = replicas.replicas
+    assert (replica.up, replica.busy, replica.failed, replica.answered) == (True, 2, 0, 1)
+    assert waits == [7.0, 7.0]  # the server's Retry-After, not the pool's own backoff
+    assert sent.calls == 1  # turned-away requests ran no model
+
+
+async def test_a_429_spares_the_replica_for_later_requests() -> None:
+    busy, other = ScriptedServer(faults=[429]), ScriptedServer()
+    async with busy as a, other as b, pool(a, b) as replicas, asyncio.timeout(DEADLINE):
+        await replicas.chat(QUESTION)  # 429 from the first, answered by the second
+        await asyncio.gather(*(replicas.chat(QUESTION) for _ in range(2)))
+    assert replicas.replicas[0].up and len(busy.requests) == 2  # 429, then one of the two
+
+
+async def test_a_long_retry_after_is_bounded() -> None:
+    busy = ScriptedServer(faults=[429], retry_after="3600")
+    async with busy as a, pool(a, max_backoff_s=0.01) as replicas:
+        async with asyncio.timeout(DEADLINE):  # an unbounded wait fails here
+            response = await replicas.chat(QUESTION)
+    assert response.completions[0].text == "Answer: B"
+
+
+async def test_a_call_resent_after_a_timeout_is_a_second_call() -> None:
+    hanging, healthy = ScriptedServer(faults=["hang"]), ScriptedServer()
+    async with hanging as a, healthy as b, pool(a, b, timeout_s=0.2) as replicas:
+        async with asyncio.timeout(DEADLINE):
+            with counting_calls() as sent:
+                await replicas.chat(QUESTION)
+            with counting_calls() as next_one:
+                await replicas.chat(QUESTION)  # straight to the replica that is up
+    assert sent.calls == 2  # the first replica got it and may have run it
+    assert next_one.calls == 1 and (len(hanging.requests), len(healthy.requests)) == (1, 2)
+
+
+async def test_a_run_counts_the_calls_its_pool_resent() -> None:
+    hanging, healthy = ScriptedServer(faults=["hang"]), ScriptedServer()
+    team = star([Agent(name="solo")], Majority())
+    async with hanging as a, healthy as b, pool(a, b, timeout_s=0.2) as replicas:
+        async with asyncio.timeout(DEADLINE):
+            result = await Orchestrator({"default": replicas}).run(team, "q")
+    assert result.answer == "b"
+    assert result.usage.calls == 2 and result.messages[0].usage.calls == 2
+
+
+async def test_a_pool_whose_replicas_stay_busy_says_so() -> None:
+    busy = ScriptedServer(then=429, retry_after="0")
+    async with busy as a, pool(a, retries=2) as replicas:
+        with pytest.raises(BackendError, match=r"after 3 attempts; last: .*HTTP 429") as caught:
+            async with asyncio.timeout(DEADLINE):
+                await replicas.chat(QUESTION)
+    assert caught.value.busy and replicas.replicas[0].up and len(busy.requests) == 3
