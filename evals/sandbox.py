@@ -16,8 +16,8 @@ Isolation, the strongest this host offers (probed once; `Outcome.isolation`
 says which a run got, `isolations_available` which exist):
 - `bwrap` (bubblewrap, where installed and working): new user, pid, network,
   mount, IPC and UTS namespaces; the whole filesystem read-only but its own
-  folder (a private /dev and /proc of its own); it runs as uid 65534 with no
-  capabilities.
+  folder and a private /dev (a small tmpfs, gone with it) and /proc; it runs
+  as uid 65534 with no capabilities.
 - `namespaces` (util-linux `unshare`): the same namespaces; every mount is
   remounted read-only but its own folder, then every capability is dropped
   (it runs as uid 0 of its user namespace with an empty bounding set, so it
@@ -51,8 +51,9 @@ patches of `os`, `posix`, `fcntl`, `_imp` and `_signal`:
   `create_dynamic` refuse names that were loaded when the program started);
 - reaching the audit hook's frame, where the originals live: `sys._getframe`,
   `tb_frame`, `gi_frame`, `cr_frame` and `ag_frame` are refused when the
-  frame's stack holds the hook; signal handlers get no frame and are deferred
-  while the hook runs; `sys.settrace`, `sys.setprofile`, `sys._current_frames`,
+  frame's stack holds the hook, and the hook runs none of the program's code;
+  signal handlers get no frame and wait while the sandbox's own functions run;
+  `sys.settrace`, `sys.setprofile`, `sys._current_frames`,
   `gc.get_objects`/`get_referrers`/`get_referents`, new audit hooks and
   setting a function's `__code__` or `__defaults__` are refused;
 - the harness's own read: only the harness's frame may open the socket.
@@ -63,7 +64,10 @@ Not guaranteed:
 - Native code gets past everything in-process: ctypes, a C extension (the
   interpreter's own test modules included), crafted bytecode (marshal). Such a
   program can read the nonce and forge a pass; only the kernel limits and the
-  isolation hold against it.
+  isolation hold against it. Nor is the guard proof against pure Python
+  written to defeat it: an extension module's initialisation runs outside the
+  hook (it may import modules that look at frames), so a module the program
+  planted for it to import can reach the original `_imp` functions there.
 - What a test checks is the test's business: a program can still fool the
   test itself (rebinding a builtin the test calls, returning an object equal to
   everything). "passed" means the test program ran to its end.
@@ -81,6 +85,7 @@ Not guaranteed:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import inspect
@@ -360,6 +365,7 @@ def _read_only_mounts() -> tuple[str, str]:
             elif "ro" not in flags:
                 lines.setdefault(point, f"none {point} none remount,bind,ro{kept} 0 0\n")
     folder = tempfile.mkdtemp(prefix="agentfab-sandbox-mounts-")
+    atexit.register(shutil.rmtree, folder, True)
     table = os.path.join(folder, "fstab")
     with open(table, "w", encoding="utf-8") as file:
         file.writelines(lines.values())
