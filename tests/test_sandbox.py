@@ -357,19 +357,42 @@ HUNTS = {
         "attempt(sys.settrace, trace)\n"
     ),
     "signal handlers and the frames they interrupt": (
-        "import signal, sys\n"
+        "import signal, sys\nframes = []\n"
         "def grab(signum, frame):\n"
-        "    found.append(frame)\n"
+        "    frames.append(frame)\n"
         "    f = sys._getframe()\n"
         "    while f is not None:\n"
         "        found.extend(f.f_locals.values())\n"
         "        f = f.f_back\n"
         "signal.signal(signal.SIGALRM, grab)\n"
         "signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)\n"
-        "for _ in range(3000):  # audit events, so that some signals land in the hook\n"
+        "for _ in range(3000):  # audit events, so that some signals land in the guard\n"
         "    attempt(lambda fd: os.read(fd, 1), 0)\n"
         "signal.setitimer(signal.ITIMER_REAL, 0)\n"
-        "assert not any(isinstance(x, type(sys._getframe())) for x in found[:1] if x is not None)\n"
+        "assert frames and not any(frames), frames\n"
+    ),
+    "a kept generator frame walked from a signal handler": (
+        # Frames taken while the guard is not on the stack, walked while it might be.
+        "import signal, sys, types\n"
+        "def spy():\n"
+        "    me = sys._getframe()\n"
+        "    while True:\n"
+        "        f = me.f_back\n"
+        "        while f is not None:\n"
+        "            original = f.f_locals.get('original')\n"
+        "            if type(original) is dict:\n"
+        "                spec = types.SimpleNamespace(name='posix', origin=None)\n"
+        "                fresh = original['create_builtin'](spec)\n"
+        "                for fd in range(1024):\n"
+        "                    attempt(lambda fd: fresh.read(fd, 64), fd)\n"
+        "            f = f.f_back\n"
+        "        yield\n"
+        "gen = spy()\n"
+        "signal.signal(signal.SIGALRM, lambda *_: next(gen))\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)\n"
+        "for _ in range(3000):\n"
+        "    attempt(lambda fd: os.read(fd, 1), 0)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0)\n"
     ),
 }
 
