@@ -11,6 +11,7 @@ from agentfab.errors import (
 )
 from agentfab.llm import ChatRequest, ChatResponse, Completion, LLMClient, TokenLogprob
 from agentfab.messages import Message, Task, Usage
+from agentfab.openai_client import OpenAIClient
 from agentfab.orchestrator import Budget, Orchestrator, RunSettings
 from agentfab.result import Result
 from agentfab.run import run
@@ -32,6 +33,7 @@ __all__ = [
     "LLMClient",
     "Message",
     "ModelOutputError",
+    "OpenAIClient",
     "Orchestrator",
     "QuorumNotReached",
     "Result",

@@ -152,7 +152,7 @@ def _report_runs(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    pipeline = load_pipeline(args.pipeline)
+    pipeline = load_pipeline(args.pipeline, warn=_warn)
     team = pipeline.build_team()
     print(
         f"{args.pipeline}: ok: team {team.name!r}, {len(team.agents())} agents, "
@@ -210,8 +210,12 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn(line: str) -> None:
+    print(f"agentfab: warning: {line}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
-    pipeline = load_pipeline(args.pipeline)
+    pipeline = load_pipeline(args.pipeline, warn=_warn)
     task = Task(prompt=args.task) if args.task else pipeline.default_task()
     if task is None:
         raise ConfigError(f"{args.pipeline}: no task: pass --task TEXT or set `task:` in the file")

@@ -2,26 +2,21 @@
 
 The schema is pydantic; `agentfab schema` exports it as JSON Schema for
 editor completion. Loading turns every mistake into one `ConfigError` line
-naming the file, the field and, where it can, the line.
+naming the file, the line and the field: pydantic's own checks, the cross-field
+checks below (names, models, what the topology uses) and the team's shape (a
+`ShapeError` names its nodes or edge, which are mapped back to their lines).
+A mistake that may be meant (an agent a star's `workers` leave out) is a warning.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from agentfab.agent import Agent
 from agentfab.aggregators.ahead_by_k import AheadByK
@@ -36,15 +31,27 @@ from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
 from agentfab.serving.vllm_server import ServerSpec, client_host
-from agentfab.team import Aggregate, Node, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team
 from agentfab.topologies import chain, custom, groups, mixture_of_agents, star, tree
-from agentfab.yaml_loader import load_yaml, locate
+from agentfab.yaml_loader import (
+    FieldError,
+    FieldWarning,
+    Loc,
+    UserModel,
+    describe,
+    did_you_mean,
+    dotted,
+    field_names,
+    load_yaml,
+)
 
 EMBEDDED_DEFAULT_CONTEXT = 8192  # SmolLM2-135M-Instruct's max_position_embeddings
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+# BaseModel is named again so that linters know these as pydantic models (whose mutable
+# defaults are copied per instance).
+class _Strict(UserModel, BaseModel):
+    """Every part of the pipeline schema: frozen, no unknown keys, ConfigError lines."""
 
 
 # ---- models ---------------------------------------------------------------------------------
@@ -338,7 +345,7 @@ class ServeConfig(_Strict):
 # ---- the pipeline ---------------------------------------------------------------------------
 
 
-class AgentSpec(Agent):
+class AgentSpec(Agent, UserModel):
     """An agent; with `count` > 1, that many copies named `<name>-1` ... `<name>-<count>`."""
 
     count: int = Field(default=1, ge=1, le=256)
@@ -374,23 +381,23 @@ class Pipeline(_Strict):
     """vLLM servers `agentfab run` starts (or reuses, when already up) and stops after."""
 
     @model_validator(mode="after")
-    def _agents_known(self) -> Pipeline:
-        seen: set[str] = set()
-        for i, spec in enumerate(self.agents):
-            if spec.model not in self.models:
-                raise ValueError(_unknown(f"agents[{i}].model", spec.model, self.models))
-            for agent in spec.expand():
-                if agent.name in seen:
-                    raise ValueError(f"agents[{i}].name: {agent.name!r} is used twice")
-                seen.add(agent.name)
-        for name, model in self.models.items():
-            if isinstance(model, OpenAIModel) and not self.urls(name):
-                served = [s.served_name for s in self.serving.servers] if self.serving else []
-                raise ValueError(
-                    f"models.{name}.base_url: required, unless `serving` starts a server named "
-                    f"{model.served_name!r} (it starts: {', '.join(served) or 'none'})"
-                )
+    def _check(self) -> Pipeline:
+        """Cross-field checks, each mistake a FieldError that names where it sits."""
+        _check_agents(self)
+        _check_urls(self)
+        _check_aggregator_models(self)
+        _check_topology(self)
         return self
+
+    def warnings(self) -> list[FieldWarning]:
+        """What may be meant but looks like a mistake: agents that a topology's explicit
+        `workers`, `order`, `proposers` or `leaves` leave out never run."""
+        if isinstance(self.topology, CustomSpec | GroupsSpec):
+            return []  # there a left-out agent is an error, raised when the pipeline is made
+        return [
+            FieldWarning(loc, f"{problem}, so {'they' if plural else 'it'} will not run")
+            for loc, problem, plural in _unused(self)
+        ]
 
     def urls(self, model: str) -> list[str]:
         """Where an OpenAI-compatible model is served: its base_url(s), else the `serving`
@@ -426,27 +433,232 @@ class Pipeline(_Strict):
         return Task(prompt=self.task.prompt, choices=self.task.choices, data=self.task.data)
 
     def build_team(self) -> Team:
-        team = _build_topology(self.topology, self.all_agents(), self.name, self.context_lengths())
-        team.validate(self.context_lengths(), self.run.rounds)
+        """The team; a shape it cannot run in is a FieldError at the part that made it."""
+        try:
+            team = _build_topology(
+                self.topology, self.all_agents(), self.name, self.context_lengths()
+            )
+            team.validate(self.context_lengths(), self.run.rounds)
+        except ShapeError as error:
+            raise FieldError(_shape_loc(self, error), error.problem) from None
         return team
+
+
+# ---- cross-field checks ---------------------------------------------------------------------
+
+
+def _agent_index(pipeline: Pipeline) -> dict[str, int]:
+    """Agent name (after `count`) -> index of the `agents` entry that made it."""
+    return {a.name: i for i, spec in enumerate(pipeline.agents) for a in spec.expand()}
+
+
+def _check_agents(pipeline: Pipeline) -> None:
+    seen: set[str] = set()
+    for i, spec in enumerate(pipeline.agents):
+        if spec.model not in pipeline.models:
+            raise FieldError(("agents", i, "model"), _unknown(spec.model, pipeline.models))
+        for agent in spec.expand():
+            if agent.name in seen:
+                raise FieldError(("agents", i, "name"), f"{agent.name!r} is used twice")
+            seen.add(agent.name)
+
+
+def _check_urls(pipeline: Pipeline) -> None:
+    for name, model in pipeline.models.items():
+        if isinstance(model, OpenAIModel) and not pipeline.urls(name):
+            servers = pipeline.serving.servers if pipeline.serving else []
+            served = ", ".join(s.served_name for s in servers) or "none"
+            raise FieldError(
+                ("models", name, "base_url"),
+                f"required, unless `serving` starts a server named {model.served_name!r} "
+                f"(it starts: {served})",
+            )
+
+
+def _check_aggregator_models(pipeline: Pipeline) -> None:
+    """A judge or writer names a model of `models`: a run would stop at its first call."""
+    for loc, spec in _aggregator_specs(pipeline.topology):
+        named: list[tuple[Loc, str]] = []
+        if isinstance(spec, SelfAggregateSpec) and spec.model is not None:
+            named.append(((*loc, "model"), spec.model))
+        if isinstance(spec, BradleyTerrySpec) and isinstance(spec.judge, str):
+            named.append(((*loc, "judge"), spec.judge))
+        if isinstance(spec, BradleyTerrySpec) and isinstance(spec.judge, list):
+            named += [((*loc, "judge", j), judge) for j, judge in enumerate(spec.judge)]
+        for where, model in named:
+            if model not in pipeline.models:
+                raise FieldError(where, _unknown(model, pipeline.models))
+
+
+def _aggregator_specs(spec: Any) -> list[tuple[Loc, Any]]:
+    """Every aggregator a topology names, with where it sits."""
+    if isinstance(spec, CustomSpec):
+        return [
+            (("topology", "aggregates", name, "aggregator"), node.aggregator)
+            for name, node in spec.aggregates.items()
+        ]
+    field = "vote" if isinstance(spec, ChainSpec) else "aggregator"
+    found = getattr(spec, field, None)
+    return [] if found is None else [(("topology", field), found)]
+
+
+def _check_topology(pipeline: Pipeline) -> None:
+    """Names the topology lists are agents; every agent it must place is placed."""
+    index = _agent_index(pipeline)
+    spec = pipeline.topology
+    for loc, names in _listed(spec):
+        for j, name in enumerate(names):
+            if name not in index:
+                raise FieldError((*loc, j), _unknown(name, index))
+            if not isinstance(spec, TreeSpec) and name in names[:j]:  # tree leaves may repeat
+                raise FieldError((*loc, j), f"{name!r} is listed twice")
+    if isinstance(spec, TreeSpec) and spec.combiner is not None and spec.combiner not in index:
+        raise FieldError(("topology", "combiner"), _unknown(spec.combiner, index))
+    if isinstance(spec, GroupsSpec):
+        _check_membership(spec)
+    if isinstance(spec, CustomSpec):
+        _check_aggregates_placed(spec)
+    if isinstance(spec, CustomSpec | GroupsSpec) and (unused := _unused(pipeline)):
+        loc, problem, plural = unused[0]
+        it, them = ("they", "them") if plural else ("it", "it")
+        raise FieldError(loc, f"{problem}, so {it} would never run; place {them} or remove {them}")
+    if isinstance(spec, TreeSpec):
+        _check_tree_count(pipeline, spec)
+
+
+def _listed(spec: Any) -> list[tuple[Loc, list[str]]]:
+    """The agent-name lists of a topology, with where each sits."""
+    if isinstance(spec, GroupsSpec):
+        return [(("topology", "groups", g), members) for g, members in spec.groups.items()]
+    field, names = "", None
+    if isinstance(spec, StarSpec):
+        field, names = "workers", spec.workers
+    elif isinstance(spec, ChainSpec):
+        field, names = "order", spec.order
+    elif isinstance(spec, MixtureSpec):
+        field, names = "proposers", spec.proposers
+    elif isinstance(spec, TreeSpec):
+        field, names = "leaves", spec.leaves
+    return [] if names is None else [(("topology", field), names)]
+
+
+def _check_membership(spec: GroupsSpec) -> None:
+    """An agent is one node: it can answer in one group only."""
+    owner: dict[str, str] = {}
+    for group, members in spec.groups.items():
+        for j, name in enumerate(members):
+            if name in owner and owner[name] != group:
+                raise FieldError(
+                    ("topology", "groups", group, j),
+                    f"{name!r} is already in group {owner[name]!r}; an agent answers in one group",
+                )
+            owner[name] = group
+
+
+def _check_aggregates_placed(spec: CustomSpec) -> None:
+    ends = {end for edge in spec.edges for end in edge}
+    for name in spec.aggregates:
+        if name not in ends:
+            raise FieldError(
+                ("topology", "aggregates", name),
+                "in no edge of topology.edges, so it would never run; add an edge or remove it",
+            )
+
+
+def _unused(pipeline: Pipeline) -> list[tuple[Loc, str, bool]]:
+    """Agents the topology never places: (where, what, several?) per `agents` entry."""
+    names = list(pipeline.all_agents())
+    used, where = _placed(pipeline.topology, names)
+    notes: list[tuple[Loc, str, bool]] = []
+    for i, spec in enumerate(pipeline.agents):
+        left = [a.name for a in spec.expand() if a.name not in used]
+        if left:
+            verb = "are" if len(left) > 1 else "is"
+            problem = f"{', '.join(map(repr, left))} {verb} {where}"
+            notes.append((("agents", i, "name"), problem, len(left) > 1))
+    return notes
+
+
+def _placed(spec: Any, names: list[str]) -> tuple[set[str], str]:
+    """The agents a topology places, and how to say one is not among them."""
+    if isinstance(spec, CustomSpec):
+        if not spec.edges and not spec.aggregates and len(names) == 1:
+            return set(names), ""  # one agent alone is a team
+        return {end for edge in spec.edges for end in edge}, "in no edge of topology.edges"
+    if isinstance(spec, GroupsSpec):
+        members = {m for group in spec.groups.values() for m in group}
+        return members, "in no group of topology.groups"
+    if isinstance(spec, TreeSpec):
+        combiner = [spec.combiner] if spec.combiner else []
+        return {*(spec.leaves or names), *combiner}, "not among topology.leaves"
+    listed = _listed(spec)
+    if not listed:
+        return set(names), ""  # no list: every agent
+    [(loc, chosen)] = listed
+    return set(chosen), f"not among {dotted(loc)}"
+
+
+def _check_tree_count(pipeline: Pipeline, spec: TreeSpec) -> None:
+    """A tree makes branching**depth leaves from its leaf agents taken in turn, so a `count`
+    decides how many answer only when the agents number exactly that."""
+    index = _agent_index(pipeline)
+    leaf_names = spec.leaves or [n for n in index if n != spec.combiner]
+    leaves = spec.branching**spec.depth
+    if len(leaf_names) == leaves:
+        return
+    for i in sorted({index[n] for n in leaf_names}):
+        count = pipeline.agents[i].count
+        if count > 1:
+            raise FieldError(
+                ("agents", i, "count"),
+                f"{count} copies, but the tree (branching {spec.branching}, depth {spec.depth}) "
+                f"has {leaves} leaves, copied from its {len(leaf_names)} leaf agents in turn; "
+                f"drop count, or make the leaf agents number {leaves}",
+            )
+
+
+def _shape_loc(pipeline: Pipeline, error: ShapeError) -> Loc:
+    """Where in the pipeline the nodes, edge or setting of a shape error came from."""
+    spec = pipeline.topology
+    if isinstance(spec, CustomSpec):
+        for i, edge in enumerate(spec.edges):
+            if edge in error.edges:  # the first edge, as listed, of a cycle say
+                return ("topology", "edges", i)
+    if isinstance(spec, GroupsSpec):
+        for i, (src, dst) in enumerate(spec.links):
+            made = [(src, dst), *((src, member) for member in spec.groups.get(dst, []))]
+            if any(edge in error.edges for edge in made):  # a link's edge to each member
+                return ("topology", "links", i)
+    index = _agent_index(pipeline)
+    for node in error.nodes:
+        agent = node if node in index else node.rsplit("-", 1)[0]  # a tree leaf is a copy
+        if agent in index:
+            return ("agents", index[agent], "name")
+        if isinstance(spec, CustomSpec) and node in spec.aggregates:
+            return ("topology", "aggregates", node, *([error.setting] if error.setting else []))
+        if isinstance(spec, GroupsSpec) and node in spec.groups:
+            return ("topology", "groups", node)
+        if isinstance(spec, TreeSpec) and spec.combiner is not None:
+            return ("topology", "combiner")
+    return ("topology", error.setting) if error.setting else ("topology",)
 
 
 def _build_topology(
     spec: Any, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]
 ) -> Team:
     if isinstance(spec, StarSpec):
-        workers = _pick(agents, spec.workers, "topology.workers")
+        workers = _pick(agents, spec.workers, ("topology", "workers"))
         return star(workers, spec.aggregator.build(), quorum=spec.quorum, name=name)
     if isinstance(spec, ChainSpec):
         vote = spec.vote.build() if spec.vote else None
-        return chain(_pick(agents, spec.order, "topology.order"), vote=vote, name=name)
+        return chain(_pick(agents, spec.order, ("topology", "order")), vote=vote, name=name)
     if isinstance(spec, MixtureSpec):
-        proposers = _pick(agents, spec.proposers, "topology.proposers")
+        proposers = _pick(agents, spec.proposers, ("topology", "proposers"))
         return mixture_of_agents(proposers, spec.aggregator.build(), layers=spec.layers, name=name)
     if isinstance(spec, TreeSpec):
-        combiner = _pick(agents, [spec.combiner], "topology.combiner")[0] if spec.combiner else None
+        combiner = agents[spec.combiner] if spec.combiner else None
         leaf_names = spec.leaves or [n for n in agents if n != spec.combiner]
-        leaves = _pick(agents, leaf_names, "topology.leaves")
+        leaves = _pick(agents, leaf_names, ("topology", "leaves"))
         aggregator = spec.aggregator.build() if spec.aggregator else None
         if aggregator is None and combiner is None:
             aggregator = Majority()
@@ -461,29 +673,26 @@ def _build_topology(
         )
     if isinstance(spec, GroupsSpec):
         members = {
-            g: _pick(agents, names, f"topology.groups.{g}") for g, names in spec.groups.items()
+            g: _pick(agents, names, ("topology", "groups", g)) for g, names in spec.groups.items()
         }
         return groups(members, spec.aggregator.build(), links=spec.links, name=name)
     assert isinstance(spec, CustomSpec)
     nodes: list[Node] = list(agents.values())
     nodes += [Aggregate(n, a.aggregator.build(), a.quorum) for n, a in spec.aggregates.items()]
-    used = {end for edge in spec.edges for end in edge}
-    return custom([n for n in nodes if n.name in used], spec.edges, name=name)
+    return custom(nodes, spec.edges, name=name)  # _check_topology saw every node placed
 
 
-def _pick(agents: Mapping[str, Agent], names: Sequence[str] | None, field: str) -> list[Agent]:
+def _pick(agents: Mapping[str, Agent], names: Sequence[str] | None, field: Loc) -> list[Agent]:
     if names is None:
         return list(agents.values())
     for i, name in enumerate(names):
         if name not in agents:
-            raise ConfigError(_unknown(f"{field}[{i}]", name, agents))
+            raise FieldError((*field, i), _unknown(name, agents))
     return [agents[n] for n in names]
 
 
-def _unknown(field: str, value: str, known: Mapping[str, Any]) -> str:
-    hint = difflib.get_close_matches(value, list(known), n=1)
-    suggestion = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
-    return f"{field}: unknown name {value!r}{suggestion}"
+def _unknown(value: str, known: Mapping[str, Any]) -> str:
+    return f"unknown name {value!r}{did_you_mean(value, known)}"
 
 
 # ---- loading --------------------------------------------------------------------------------
@@ -496,22 +705,29 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     try:
         return ServeConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(path, error, node)) from None
+        raise ConfigError(describe(error, path=path, node=node, keys=schema_keys())) from None
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate a pipeline file; every problem is a one-line ConfigError."""
+def load_pipeline(
+    path: str | Path, *, warn: Callable[[str], None] | None = None
+) -> Pipeline:
+    """Read and validate a pipeline file, its team included; every problem is a ConfigError
+    of `file:line: field: problem` lines. `warn` is given each warning line."""
     data, node = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with agents and topology at the top level")
     try:
         pipeline = Pipeline.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_describe(path, error, node)) from None
-    try:
         pipeline.build_team()
-    except ConfigError as error:
+    except ValidationError as error:
+        raise ConfigError(describe(error, path=path, node=node, keys=schema_keys())) from None
+    except FieldError as error:
+        raise ConfigError(error.at(path, node)) from None
+    except ConfigError as error:  # an aggregator's own check, say: no place to point at
         raise ConfigError(f"{path}: {error}") from None
+    if warn is not None:
+        for warning in pipeline.warnings():
+            warn(warning.at(path, node))
     return pipeline
 
 
@@ -555,40 +771,8 @@ def _remote_client(spec: OpenAIModel, urls: Sequence[str]) -> LLMClient:
     return OpenAIClient(urls[0], retries=spec.retries, **options)
 
 
-def _describe(path: str | Path, error: ValidationError, node: Any) -> str:
-    """Pydantic's first few errors as `file:line: field: problem` lines."""
-    lines = []
-    for item in error.errors()[:3]:
-        loc = tuple(item["loc"])
-        kept, line = locate(node, loc)
-        if item["type"] == "missing" and loc:
-            kept.append(loc[-1])  # a missing key is not in the file, but it is the point
-        field = _dotted(kept)
-        where = f"{path}:{line}" if line else f"{path}"
-        lines.append(f"{where}: {field or 'pipeline'}: {_problem(item, loc)}")
-    if error.error_count() > 3:
-        lines.append(f"... and {error.error_count() - 3} more problems")
-    return "\n".join(lines)
-
-
-def _problem(item: Any, loc: tuple[Any, ...]) -> str:
-    if item["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
-        hint = difflib.get_close_matches(loc[-1], sorted(_all_field_names()), n=1)
-        return "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
-    message: str = item["msg"]
-    return message.removeprefix("Value error, ")
-
-
-def _dotted(parts: Sequence[int | str]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _all_field_names() -> set[str]:
+def schema_keys() -> set[str]:
     """Every key the schema knows, for "did you mean" hints."""
     from agentfab.orchestrator import Budget
 
-    models: list[type[BaseModel]] = [*_Strict.__subclasses__(), AgentSpec, RunSettings, Budget]
-    return {name for model in models for name in model.model_fields}
+    return field_names(RunSettings, Budget)

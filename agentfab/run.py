@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from agentfab.errors import ConfigError
 from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import Orchestrator, RunSettings
 from agentfab.result import Result
 from agentfab.team import Team
+from agentfab.yaml_loader import describe, field_names
+
+if TYPE_CHECKING:
+    from agentfab.serving.embedded import EmbeddedClient
+
+# The embedded model of runs without clients: loaded by the first such run, kept for the
+# next ones (loading costs seconds, a run on a small team less). Its batching queue belongs
+# to one event loop at a time, so such runs take turns.
+_embedded: EmbeddedClient | None = None
+_embedded_turn = threading.Lock()
 
 
 def run(
@@ -22,24 +36,33 @@ def run(
 ) -> Result:
     """Run `team` on `task` and wait for the result.
 
-    Without `clients`, every model the team names is the embedded default
-    model, loaded in this process. Keyword arguments are `RunSettings` fields.
+    Without `clients`, every model the team names (its agents', judges' and writers') is
+    the embedded default model, loaded in this process once and reused by later calls.
+    Keyword arguments are `RunSettings` fields.
     """
-    return asyncio.run(_run(team, task, clients, RunSettings(**settings)))
+    run_settings = _settings(settings)
+    if clients is not None:
+        return asyncio.run(Orchestrator(clients, run_settings).run(team, task))
+    with _embedded_turn:
+        model = _embedded_model()
+        served = dict.fromkeys((m for _, m in team.model_uses()), model)
+        return asyncio.run(Orchestrator(served, run_settings).run(team, task))
 
 
-async def _run(
-    team: Team, task: Task | str, clients: Mapping[str, LLMClient] | None, settings: RunSettings
-) -> Result:
-    owned: list[LLMClient] = []
-    if clients is None:
+def _settings(settings: Mapping[str, Any]) -> RunSettings:
+    try:
+        return RunSettings(**settings)
+    except ValidationError as error:
+        lines = describe(error, keys=field_names(RunSettings)).splitlines()
+        raise ConfigError("\n".join(f"agentfab.run: {line}" for line in lines)) from None
+
+
+def _embedded_model() -> LLMClient:
+    global _embedded
+    if _embedded is None:
         from agentfab.serving.embedded import EmbeddedClient
 
-        embedded = EmbeddedClient(seed=settings.seed if settings.seed is not None else 0)
-        owned.append(embedded)
-        clients = {agent.model: embedded for agent in team.agents()}
-    try:
-        return await Orchestrator(clients, settings).run(team, task)
-    finally:
-        for client in owned:
-            await client.aclose()
+        # Agents' requests carry seeds derived from the run's seed, so one client serves
+        # runs of any seed; its own seed only draws for requests that carry none.
+        _embedded = EmbeddedClient(seed=0)
+    return _embedded

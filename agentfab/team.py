@@ -8,7 +8,7 @@ message). The team's answer is what its single output node produces.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -21,6 +21,26 @@ from agentfab.errors import ConfigError
 PROMPT_RESERVE_TOKENS = 512
 
 
+class ShapeError(ConfigError):
+    """A team that cannot run as built. It names the nodes, the edges or the setting at
+    fault, so a pipeline can point at the lines of its file that made them."""
+
+    def __init__(
+        self,
+        team: str,
+        problem: str,
+        *,
+        nodes: Sequence[str] = (),
+        edges: Sequence[tuple[str, str]] = (),
+        setting: str | None = None,
+    ) -> None:
+        super().__init__(f"team {team!r}: {problem}")
+        self.problem = problem
+        self.nodes = tuple(nodes)
+        self.edges = tuple(edges)
+        self.setting = setting
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """A node that turns the messages reaching it into one."""
@@ -29,6 +49,22 @@ class Aggregate:
     aggregator: Aggregator
     quorum: int | None = None
     """Aggregate as soon as this many inputs answered (default: wait for all)."""
+
+    def __post_init__(self) -> None:
+        check_aggregator(self.aggregator, f"node {self.name!r}")
+
+
+def check_aggregator(value: object, who: str) -> None:
+    """Refuse what is not an aggregator instance, before a run trips over it."""
+    if isinstance(value, type):  # Majority rather than Majority(): the protocol check passes
+        raise ConfigError(
+            f"{who}: aggregator {value.__name__} is a class; pass an instance: {value.__name__}()"
+        )
+    if not isinstance(value, Aggregator):
+        raise ConfigError(
+            f"{who}: {value!r} is not an aggregator (it needs a `name` and "
+            "`async aggregate(task, messages, ctx)`)"
+        )
 
 
 Node = Agent | Aggregate
@@ -59,16 +95,18 @@ class Team:
         graph = nx.DiGraph()
         for node in nodes:
             if node.name in graph:
-                raise ConfigError(
-                    f"team {name!r}: two nodes are named {node.name!r} (an agent may not share "
-                    "a name with another agent, a group or a node the topology adds)"
+                raise ShapeError(
+                    name,
+                    f"two nodes are named {node.name!r} (an agent may not share "
+                    "a name with another agent, a group or a node the topology adds)",
+                    nodes=[node.name],
                 )
             graph.add_node(node.name, node=node)
         for src, dst in edges:
             for end in (src, dst):
                 if end not in graph:
-                    raise ConfigError(
-                        f"team {name!r}: edge {src}->{dst} names unknown node {end!r}"
+                    raise ShapeError(
+                        name, f"edge {src}->{dst} names unknown node {end!r}", edges=[(src, dst)]
                     )
             graph.add_edge(src, dst)
         return cls(graph=graph, name=name)
@@ -88,6 +126,18 @@ class Team:
 
     def agents(self) -> list[Agent]:
         return [n for n in (self.node(x) for x in self._order) if isinstance(n, Agent)]
+
+    def model_uses(self) -> list[tuple[str, str]]:
+        """(who, model) for every agent, judge and writer: the clients a run needs."""
+        uses = [(f"agent {a.name!r}", a.model) for a in self.agents()]
+        for name in self._order:
+            node = self.node(name)
+            if isinstance(node, Aggregate):
+                for attribute in ("model", "judge"):  # a writer's model, a judge or a panel
+                    value = getattr(node.aggregator, attribute, None)
+                    models = [value] if isinstance(value, str) else list(value or ())
+                    uses += [(f"aggregate node {name!r}", m) for m in models]
+        return uses
 
     def order(self) -> list[str]:
         """Nodes in a stable topological order."""
@@ -110,28 +160,36 @@ class Team:
         """Check the shape; with context lengths per model, check every agent's fan-in fits
         (from round 2 an agent also reads its peers' previous answers)."""
         if self.graph.number_of_nodes() == 0:
-            raise ConfigError(f"team {self.name!r}: has no nodes")
+            raise ShapeError(self.name, "has no nodes")
         if not nx.is_directed_acyclic_graph(self.graph):
-            cycle = " -> ".join(e[0] for e in nx.find_cycle(self.graph))
-            raise ConfigError(
-                f"team {self.name!r}: edges form a cycle ({cycle}); use run rounds for debate"
+            edges = [(e[0], e[1]) for e in nx.find_cycle(self.graph)]
+            cycle = " -> ".join([*(src for src, _ in edges), edges[0][0]])
+            raise ShapeError(
+                self.name,
+                f"edges form a cycle ({cycle}); use run rounds for debate",
+                edges=edges,
             )
-        sinks = [n for n in self.graph if self.graph.out_degree(n) == 0]
+        sinks = sorted(n for n in self.graph if self.graph.out_degree(n) == 0)
         if len(sinks) != 1:
-            raise ConfigError(
-                f"team {self.name!r}: needs exactly one output node, has {len(sinks)} "
-                f"({', '.join(sorted(sinks))}); add a node that reads them"
+            raise ShapeError(
+                self.name,
+                f"needs exactly one output node, has {len(sinks)} ({', '.join(sinks)}); "
+                "add a node that reads them",
+                nodes=sinks,
             )
         for name in self.graph:
             node = self.node(name)
             if isinstance(node, Aggregate) and self.graph.in_degree(name) == 0:
-                raise ConfigError(f"team {self.name!r}: aggregate node {name!r} has no inputs")
+                raise ShapeError(self.name, f"aggregate node {name!r} has no inputs", nodes=[name])
             if isinstance(node, Aggregate) and node.quorum is not None:
                 fan_in = self.graph.in_degree(name)
                 if not 1 <= node.quorum <= fan_in:
-                    raise ConfigError(
-                        f"team {self.name!r}: node {name!r} quorum {node.quorum} "
-                        f"must be between 1 and its {fan_in} inputs"
+                    raise ShapeError(
+                        self.name,
+                        f"node {name!r} quorum {node.quorum} must be between 1 and its "
+                        f"{fan_in} inputs",
+                        nodes=[name],
+                        setting="quorum",
                     )
         if context_lengths:
             self._check_fan_in(context_lengths, rounds)
@@ -147,11 +205,12 @@ class Team:
                 need += sum(self._max_output_tokens(p) for p in self.peers(name))
             limit = context_lengths[node.model]
             if need > limit:
-                raise ConfigError(
-                    f"team {self.name!r}: agent {name!r} reads {self.graph.in_degree(name)} "
-                    f"inputs (and peers, in later rounds) needing up to {need} tokens, "
-                    f"beyond model {node.model!r}'s "
-                    f"context of {limit}; lower fan-in or max_tokens"
+                raise ShapeError(
+                    self.name,
+                    f"agent {name!r} reads {self.graph.in_degree(name)} inputs (and peers, "
+                    f"in later rounds) needing up to {need} tokens, beyond the {limit}-token "
+                    f"context of model {node.model!r}; lower fan-in or max_tokens",
+                    nodes=[name],
                 )
 
     def _max_output_tokens(self, name: str) -> int:

@@ -53,7 +53,7 @@ BAD_INPUTS = [
     ),
     (
         GOOD.replace("kind: star,", "kind: starr,"),
-        "Input tag 'starr' found using 'kind' does not match",
+        "pipeline.yaml:5: topology.kind: unknown kind 'starr'; did you mean 'star'?",
     ),
     (
         GOOD.replace("{name: b, max_tokens: 8}", "{name: b, model: gpt, max_tokens: 8}"),

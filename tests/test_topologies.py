@@ -53,7 +53,7 @@ def test_tree_with_combiner_checks_fan_in_against_context() -> None:
         context_lengths={"default": 4096},
     )
     assert isinstance(ok.node("L1-0"), Agent)
-    with pytest.raises(ConfigError, match=r"beyond model 'default'.s context of 2048"):
+    with pytest.raises(ConfigError, match=r"beyond the 2048-token context of model 'default'"):
         tree(
             agents("leaf", max_tokens=256),
             branching=8,

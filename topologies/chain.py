@@ -6,15 +6,14 @@ from collections.abc import Sequence
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
-from agentfab.errors import ConfigError
-from agentfab.team import Aggregate, Node, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team
 
 
 def chain(agents: Sequence[Agent], *, vote: Aggregator | None = None, name: str = "chain") -> Team:
     """Agents in order. With `vote`, every step's answer passes through an aggregate
     node `<agent>-vote` (for example first-to-ahead-by-k) before the next agent reads it."""
     if not agents:
-        raise ConfigError(f"team {name!r}: chain needs at least one agent")
+        raise ShapeError(name, "chain needs at least one agent", setting="order")
     nodes: list[Node] = list(agents)
     steps = [a.name for a in agents]
     edges: list[tuple[str, str]] = []

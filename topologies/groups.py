@@ -6,8 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
-from agentfab.errors import ConfigError
-from agentfab.team import Aggregate, Node, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team
 
 
 def groups(
@@ -25,18 +24,23 @@ def groups(
     are several of them.
     """
     if not members:
-        raise ConfigError(f"team {name!r}: groups needs at least one group")
+        raise ShapeError(name, "groups needs at least one group", setting="groups")
     nodes: list[Node] = []
     edges: list[tuple[str, str]] = []
     for group, agents in members.items():
         if not agents:
-            raise ConfigError(f"team {name!r}: group {group!r} has no agents")
+            raise ShapeError(name, f"group {group!r} has no agents", nodes=[group])
         nodes += [*agents, Aggregate(group, aggregator)]
         edges += [(a.name, group) for a in agents]
     for src, dst in links:
         for end in (src, dst):
             if end not in members:
-                raise ConfigError(f"team {name!r}: link {src}->{dst} names unknown group {end!r}")
+                raise ShapeError(
+                    name,
+                    f"link {src}->{dst} names unknown group {end!r}",
+                    edges=[(src, dst)],
+                    setting="links",
+                )
         edges += [(src, a.name) for a in members[dst]]
     linked_onward = {src for src, _ in links}
     outputs = [g for g in members if g not in linked_onward]

@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
 from agentfab.aggregators.self_aggregation import SelfAggregate
-from agentfab.errors import ConfigError
-from agentfab.team import Aggregate, Node, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team, check_aggregator
 
 AggregatorFactory = Callable[[int, int], Aggregator]
 """`(layer, index) -> Aggregator`: layers count from 1; the final node is `(layers + 1, 0)`."""
@@ -47,19 +46,23 @@ def mixture_of_agents(
 
 def _widths(name: str, proposers: Sequence[Agent], layers: Sequence[int] | int) -> list[int]:
     if not proposers:
-        raise ConfigError(f"team {name!r}: mixture_of_agents needs at least one proposer")
+        raise ShapeError(name, "mixture_of_agents needs at least one proposer", setting="proposers")
     if isinstance(layers, int):
         if layers < 0:
-            raise ConfigError(f"team {name!r}: layers must be 0 or more, got {layers}")
+            raise ShapeError(name, f"layers must be 0 or more, got {layers}", setting="layers")
         return [len(proposers)] * layers
     if any(w < 1 for w in layers):
-        raise ConfigError(f"team {name!r}: every layer needs a width of 1 or more, got {layers}")
+        raise ShapeError(
+            name, f"every layer needs a width of 1 or more, got {layers}", setting="layers"
+        )
     return list(layers)
 
 
 def _picker(aggregator: Aggregator | AggregatorFactory | None) -> AggregatorFactory:
     if aggregator is None:
         aggregator = SelfAggregate()
+    if isinstance(aggregator, type):  # a class is callable: it would pass for a factory
+        check_aggregator(aggregator, "mixture_of_agents")
     if isinstance(aggregator, Aggregator):
         same = aggregator
         return lambda _layer, _index: same

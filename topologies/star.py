@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
-from agentfab.errors import ConfigError
-from agentfab.team import Aggregate, Node, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team
 
 
 def star(
@@ -20,6 +19,6 @@ def star(
 ) -> Team:
     """Workers answer independently; the hub aggregates (as soon as `quorum` answered)."""
     if not workers:
-        raise ConfigError(f"team {name!r}: star needs at least one worker")
+        raise ShapeError(name, "star needs at least one worker", setting="workers")
     nodes: list[Node] = [*workers, Aggregate(hub, aggregator, quorum)]
     return Team.from_edges(nodes, [(w.name, hub) for w in workers], name=name)

@@ -6,8 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import Aggregator
-from agentfab.errors import ConfigError
-from agentfab.team import Aggregate, Node, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team
 
 MAX_LEAVES = 4096
 
@@ -66,15 +65,20 @@ def _check_shape(
     depth: int,
 ) -> None:
     if not agents:
-        raise ConfigError(f"team {name!r}: tree needs at least one leaf agent")
+        raise ShapeError(name, "tree needs at least one leaf agent", setting="leaves")
     if branching < 2:
-        raise ConfigError(f"team {name!r}: tree branching must be at least 2, got {branching}")
+        raise ShapeError(
+            name, f"tree branching must be at least 2, got {branching}", setting="branching"
+        )
     if depth < 1:
-        raise ConfigError(f"team {name!r}: tree depth must be at least 1, got {depth}")
+        raise ShapeError(name, f"tree depth must be at least 1, got {depth}", setting="depth")
     if depth > MAX_LEAVES.bit_length() or branching**depth > MAX_LEAVES:
-        raise ConfigError(
-            f"team {name!r}: a tree of branching {branching} and depth {depth} has "
-            f"more than {MAX_LEAVES} leaves"
+        raise ShapeError(
+            name,
+            f"a tree of branching {branching} and depth {depth} has more than {MAX_LEAVES} leaves",
+            setting="depth",
         )
     if (aggregator is None) == (combiner is None):
-        raise ConfigError(f"team {name!r}: tree needs exactly one of aggregator or combiner")
+        raise ShapeError(
+            name, "tree needs exactly one of aggregator or combiner", setting="aggregator"
+        )
