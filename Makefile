@@ -43,9 +43,9 @@ typecheck: setup
 test: setup lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Every benchmark in benchmarks/, one after another; each prints its figures and a RESULT line.
 bench: setup
-	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/embedded_throughput.py
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

