@@ -542,7 +542,6 @@ def _guard(secret: int, harness: FrameType) -> None:  # pragma: no cover - in th
     import fcntl
     import os
     import posix
-    import signal
     import sys
     import types
 
@@ -555,7 +554,9 @@ def _guard(secret: int, harness: FrameType) -> None:  # pragma: no cover - in th
         "create_builtin": _imp.create_builtin,
         "create_dynamic": _imp.create_dynamic,
     }
-    vars(signal.signal).pop("__wrapped__", None)  # functools.wraps kept the original there
+    # functools.wraps kept the original in signal.signal (imported later, it keeps ours).
+    if "signal" in sys.modules:
+        vars(sys.modules["signal"].signal).pop("__wrapped__", None)
     loaded = frozenset(sys.modules)
     refused = frozenset(
         (
