@@ -77,6 +77,10 @@ class Message(BaseModel):
     """Set when the sender failed; text and answer are then empty."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Method-specific diagnostics (votes, agreement, logprobs, ...)."""
+    note: str | None = None
+    """How the answer was reached, when a reader must be told: a tie broken by agent order,
+    a decision carried by a small share, or no answer and why. Everything that prints an
+    answer (`agentfab run`, `Result.note`, eval records and reports) shows this."""
 
     @property
     def ok(self) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfab.agent import Agent
-from agentfab.aggregators.base import AggregationContext, derive_seed
+from agentfab.aggregators.base import AggregationContext, derive_seed, vote_note
 from agentfab.aggregators.confidence import logprob_confidence, stated_confidence
-from agentfab.aggregators.extract import FORMATS, answer_format_for, extract_answer
+from agentfab.aggregators.extract import FORMATS, answer_format_for, find_answer
 from agentfab.aggregators.majority import plurality
 from agentfab.errors import (
     AgentfabError,
@@ -142,6 +143,12 @@ class Orchestrator:
     `on_message` sees every message as soon as it exists (to stream a trace). Per-endpoint
     concurrency limits live in the clients; the orchestrator starts every
     node whose inputs are ready at once.
+
+    `record_prompts`: every message keeps the chat messages of each call behind it in
+    `details["prompts"]` (an agent's one call, a judge's or writer's calls), so a decision
+    can be audited from the trace alone. Off by default: a prompt repeats the task and
+    every answer read, which would grow every trace by far more than its answers; the
+    eval runner turns it on for its records.
     """
 
     def __init__(
@@ -150,10 +157,12 @@ class Orchestrator:
         settings: RunSettings | None = None,
         *,
         on_message: Callable[[Message], None] | None = None,
+        record_prompts: bool = False,
     ):
         self.clients = dict(clients)
         self.settings = settings or RunSettings()
         self.on_message = on_message
+        self.record_prompts = record_prompts
         if self.settings.answer_format not in (*FORMATS, "auto"):
             raise ConfigError(
                 f"answer_format {self.settings.answer_format!r} is not one of "
@@ -227,6 +236,7 @@ class _Run:
     def __init__(self, orchestrator: Orchestrator, team: Team, task: Task):
         self.clients = orchestrator.clients
         self.on_message = orchestrator.on_message
+        self.record_prompts = orchestrator.record_prompts
         self.settings = orchestrator.settings
         self.team = team
         self.task = task
@@ -308,8 +318,10 @@ class _Run:
     ) -> Message:
         node = self.team.node(name)
         if isinstance(node, Aggregate):
-            inputs = await self._gather_quorum(node, [tasks[p] for p in self.team.inputs(name)])
-            message = await self._aggregate(node, inputs, round_no)
+            answered, failed = await self._gather_quorum(
+                node, [tasks[p] for p in self.team.inputs(name)]
+            )
+            message = await self._aggregate(node, answered, failed, round_no)
         else:
             inputs = await asyncio.gather(*(tasks[p] for p in self.team.inputs(name)))
             message = await self._act(node, inputs, round_no, previous)
@@ -323,8 +335,9 @@ class _Run:
 
     async def _gather_quorum(
         self, node: Aggregate, inputs: Sequence[asyncio.Task[Message]]
-    ) -> list[Message]:
-        """Wait until `quorum` inputs answered (all inputs by default)."""
+    ) -> tuple[list[Message], list[Message]]:
+        """Wait until `quorum` inputs answered (all inputs by default); the answered inputs,
+        and those that failed by then."""
         needed = node.quorum or len(inputs)
         answered: list[Message] = []
         failed: list[Message] = []
@@ -334,35 +347,49 @@ class _Run:
             message = await next_done
             (answered if message.ok else failed).append(message)
             if len(answered) >= needed:
-                return answered
+                return answered, failed
             if node.quorum and len(failed) > len(inputs) - needed:
                 break  # the quorum can no longer be met
         if node.quorum is None:
-            return answered  # without an explicit quorum, any answers suffice, even none
+            return answered, failed  # without an explicit quorum, any answers suffice, even none
         raise QuorumNotReached(
             f"node {node.name!r}: {len(answered)} of {len(inputs)} inputs answered, "
-            f"quorum is {needed}" + (f"; first failure: {failed[0].error}" if failed else ""),
+            f"quorum is {needed}" + (f"; first cause: {_cause(failed)}" if failed else ""),
         )
 
-    async def _aggregate(self, node: Aggregate, inputs: list[Message], round_no: int) -> Message:
+    async def _aggregate(
+        self, node: Aggregate, inputs: list[Message], failed: list[Message], round_no: int
+    ) -> Message:
         if not inputs:
             return Message(
                 id=f"{node.name}@{round_no}",
                 sender=node.name,
                 kind="aggregate",
                 round=round_no,
-                error="every input failed",
+                inputs=sorted(m.id for m in failed),
+                error=_every_input_failed(failed),
+                details={"cause": _cause(failed)} if failed else {},
             )
+        sent: list[list[dict[str, str]]] = []
+
+        async def call(model: str, request: ChatRequest) -> ChatResponse:
+            if (prompt := self._prompt(request)) is not None:
+                sent.append(prompt)
+            return await self._call_model(model, request)
+
         ctx = AggregationContext(
             node=node.name,
             round=round_no,
             clients=self.clients,
             answer_format=self.format,
             seed=self.settings.seed,
-            call=self._call_model,
+            call=call,
             sample=functools.partial(self._resample, node.name, round_no),
         )
-        return await node.aggregator.aggregate(self.task, inputs, ctx)
+        message = await node.aggregator.aggregate(self.task, inputs, ctx)
+        if not self.record_prompts:
+            return message
+        return message.model_copy(update={"details": {**message.details, "prompts": sent}})
 
     async def _call_model(self, model: str, request: ChatRequest) -> ChatResponse:
         """An aggregator's own model call (judge, synthesiser), inside the budget."""
@@ -411,16 +438,23 @@ class _Run:
     ) -> Message:
         msg_id = f"{agent.name}@{round_no}"
         if inputs and not any(m.ok for m in inputs):
-            return _failure(msg_id, agent, round_no, inputs, "every input failed")
+            failure = _failure(msg_id, agent, round_no, inputs, _every_input_failed(inputs))
+            return failure.model_copy(update={"details": {"cause": _cause(inputs)}})
         inbox = [m for m in inputs if m.ok]
         if round_no > 1:
             inbox += [previous[p] for p in self.team.peers(agent.name) if p in previous]
             inbox = [m for m in inbox if m.ok]
         self.inboxes[agent.name, round_no] = inbox
-        reply = await self._ask(agent, self._request(agent, inbox, round_no, agent.samples))
+        request = self._request(agent, inbox, round_no, agent.samples)
+        reply = await self._ask(agent, request)
+        prompt = self._prompt(request)
         if reply.response is None:
-            return _failure(msg_id, agent, round_no, inbox, reply.error, reply.usage)
-        return self._message(msg_id, agent, round_no, inbox, reply)
+            return _failure(msg_id, agent, round_no, inbox, reply.error, reply.usage, prompt)
+        return self._message(msg_id, agent, round_no, inbox, reply, prompt)
+
+    def _prompt(self, request: ChatRequest) -> list[dict[str, str]] | None:
+        """What a call sent, when prompts are recorded."""
+        return [dict(m) for m in request.messages] if self.record_prompts else None
 
     async def _resample(self, node: str, round_no: int, n: int) -> list[Message]:
         """`n` more samples from the agents `node` reads, in turn, each agent's in one request.
@@ -444,13 +478,17 @@ class _Run:
         assert isinstance(agent, Agent)
         inbox = self.inboxes.get((name, round_no), [])
         first = 1 + sum(1 for m in self.messages if m.sender == name and m.round == round_no)
-        reply = await self._ask(agent, self._request(agent, inbox, round_no, n, sample=first))
+        request = self._request(agent, inbox, round_no, n, sample=first)
+        reply = await self._ask(agent, request)
+        prompt = self._prompt(request)
         ids = [f"{name}@{round_no}.{first + i}" for i in range(n)]
         if reply.response is None:
-            messages = [_failure(ids[0], agent, round_no, inbox, reply.error, reply.usage)]
-        else:  # one message per sample; the request's usage is carried by the first
+            messages = [_failure(ids[0], agent, round_no, inbox, reply.error, reply.usage, prompt)]
+        else:  # one message per sample; the request's usage and prompt go with the first
             messages = [
-                self._message(msg_id, agent, round_no, inbox, reply.sample(i))
+                self._message(
+                    msg_id, agent, round_no, inbox, reply.sample(i), prompt if i == 0 else None
+                )
                 for i, msg_id in enumerate(ids[: len(reply.response.completions)])
             ]
         for message in messages:
@@ -496,20 +534,30 @@ class _Run:
         round_no: int,
         inbox: Sequence[Message],
         reply: _Reply,
+        prompt: list[dict[str, str]] | None = None,
     ) -> Message:
         assert reply.response is not None
         response = reply.response
         texts = [c.text for c in response.completions]
-        answers = [extract_answer(t, self.format, self.task) for t in texts]
+        found = [find_answer(t, self.format, self.task) for t in texts]
+        answers = [f.answer for f in found]
         details: dict[str, Any] = {}
-        chosen = 0
+        chosen, note = 0, None
         if len(texts) > 1:  # several samples vote inside the agent
-            winner = plurality([a for a in answers if a is not None])
+            given = [a for a in answers if a is not None]
+            winner = plurality(given)
             chosen = next((i for i, a in enumerate(answers) if a == winner), 0)
             details = {"samples": texts, "sample_answers": answers}
+            note = vote_note(Counter(given), winner, broken_by="sample order")
         completion = response.completions[chosen]
         if completion.logprobs:
             details["logprob_confidence"] = logprob_confidence(completion.text, completion.logprobs)
+        reason = found[chosen].reason
+        if answers[chosen] is None:  # said in the record, never guessed
+            details["no_answer"] = reason or "no answer found"
+            note = f"no answer: {details['no_answer']}"
+        if prompt is not None:
+            details["prompts"] = [prompt]
         return Message(
             id=msg_id,
             sender=agent.name,
@@ -522,6 +570,7 @@ class _Run:
             usage=reply.usage,
             latency_s=reply.latency_s,
             details=details,
+            note=note,
         )
 
 
@@ -532,6 +581,7 @@ def _failure(
     inbox: Sequence[Message],
     error: str,
     usage: Usage | None = None,
+    prompt: list[dict[str, str]] | None = None,
 ) -> Message:
     return Message(
         id=msg_id,
@@ -541,7 +591,21 @@ def _failure(
         model=agent.model,
         usage=usage or Usage(),
         error=error,
+        details={"prompts": [prompt]} if prompt is not None else {},
     )
+
+
+def _cause(failed: Sequence[Message]) -> str:
+    """The first failure (by message id) at the root: `worker-1@1: <its error>`. A node whose
+    inputs all failed passes on its first input's cause rather than its own words."""
+    first = min((m for m in failed if not m.ok), key=lambda m: m.id)
+    return str(first.details.get("cause") or f"{first.id}: {first.error}")
+
+
+def _every_input_failed(failed: Sequence[Message]) -> str:
+    if not any(not m.ok for m in failed):
+        return "every input failed"
+    return f"every input failed; first cause: {_cause(failed)}"
 
 
 def _agent_seed(agent: Agent, run_seed: int | None, round_no: int, sample: int) -> int | None:

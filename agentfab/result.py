@@ -36,6 +36,20 @@ class Result(BaseModel):
     def output(self) -> Message | None:
         return self.messages[-1] if self.complete and self.messages else None
 
+    @property
+    def note(self) -> str | None:
+        """How the answer was reached, when a reader must be told (the output message's
+        `note`): a tie broken by agent order, a small share, no answer and why."""
+        output = self.output
+        return output.note if output is not None else None
+
+    @property
+    def shown_answer(self) -> str:
+        """The answer as it is printed, with its note when it has one:
+        `paris (tie of 5 single votes, broken by agent order)`."""
+        shown = "none" if self.answer is None else self.answer
+        return f"{shown} ({self.note})" if self.note else shown
+
     def to_jsonl(self) -> str:
         """One JSON line per message, then one line for the result itself."""
         lines = [m.model_dump_json() for m in self.messages]

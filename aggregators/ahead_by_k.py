@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
 from agentfab.errors import ConfigError
 from agentfab.messages import Message, Task, Usage
 
@@ -91,7 +91,18 @@ class AheadByK:
             answer=leader,
             details=stats,
             confidence=stats["agreement"] if votes else None,
+            note=self._note(stats["votes"], leader, margin, stopped),
         )
+
+    def _note(
+        self, votes: dict[str, int], leader: str | None, margin: int, stopped: str
+    ) -> str | None:
+        """A vote that ended before any answer led by k says so: a tie, or a short lead."""
+        if margin >= self.k or leader is None:
+            return None
+        if margin == 0:
+            return vote_note(votes, leader)
+        return f"led by {margin}, short of the {self.k} needed ({stopped})"
 
     def _stop(self, margin: int, asked: int, no_sampler: bool) -> str:
         """Why sampling ends here, or "" while it goes on."""

@@ -49,8 +49,18 @@ class AggregationContext:
         details: dict[str, Any],
         confidence: float | None = None,
         usage: Usage | None = None,
+        note: str | None = None,
     ) -> Message:
-        """The aggregator's result as a message from this node."""
+        """The aggregator's result as a message from this node.
+
+        `note` says how the decision was reached when that needs saying (`vote_note`).
+        A decision with no answer agreed on nothing: its agreement and margin are None, not
+        the share of an answer it did not choose, and its note says why there is none
+        (`details["no_answer"]`, by default `no_answer_reason`)."""
+        if answer is None:
+            details = {**details, "agreement": None, "margin": None}
+            details.setdefault("no_answer", no_answer_reason(inputs))
+            note = note or f"no answer: {details['no_answer']}"
         return Message(
             id=f"{self.node}@{self.round}",
             sender=self.node,
@@ -62,6 +72,7 @@ class AggregationContext:
             inputs=sorted(m.id for m in inputs),
             usage=usage or Usage(),
             details=details,
+            note=note,
         )
 
 
@@ -111,3 +122,55 @@ def vote_stats(answers: Sequence[str]) -> dict[str, Any]:
         "entropy": entropy + 0.0,  # turn -0.0 into 0.0
         "margin": shares[0] - (shares[1] if len(shares) > 1 else 0.0),
     }
+
+
+WEAK_SHARE = 0.5
+"""A decision whose answer has less than this share of the votes is carried by a small
+share (a plurality, not a majority) and says so."""
+
+
+def vote_note(
+    votes: Mapping[str, float],
+    chosen: str | None,
+    *,
+    broken_by: str = "agent order",
+    unit: str = "votes",
+) -> str | None:
+    """How a vote for `chosen` was decided, when that needs saying: a tie the rule broke by
+    `broken_by` (`"tie of 5 single votes, broken by agent order"`), or a share below
+    `WEAK_SHARE` (`"carried by 2 of 5 votes (40%)"`). None for a clear decision.
+
+    `votes` are counts or weights per answer; `chosen` must be one with the most."""
+    if chosen is None or chosen not in votes:
+        return None
+    top = votes[chosen]
+    tied = [v for v in votes.values() if math.isclose(v, top)]
+    if len(tied) > 1:
+        return f"tie of {_tied(len(tied), top)}, broken by {broken_by}"
+    total = sum(votes.values())
+    if total > 0 and top / total < WEAK_SHARE:
+        return f"carried by {_amount(top)} of {_amount(total)} {unit} ({top / total:.0%})"
+    return None
+
+
+def _tied(answers: int, each: float) -> str:
+    if math.isclose(each, 1.0):
+        return f"{answers} single votes"
+    if float(each).is_integer():
+        return f"{answers} answers with {int(each)} votes each"
+    return f"{answers} answers of equal weight ({each:.3g} each)"
+
+
+def _amount(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
+
+
+def no_answer_reason(inputs: Sequence[Message]) -> str:
+    """Why inputs gave a node nothing to decide on, naming the first cause (by message id)."""
+    if not inputs:
+        return "no inputs"
+    ordered = canonical(inputs)
+    failed = [m for m in ordered if not m.ok]
+    first = (failed or [m for m in ordered if m.answer is None] or ordered)[0]
+    cause = first.error or first.note or "no answer"
+    return f"none of the {len(inputs)} inputs gave an answer (first, {first.id}: {cause})"

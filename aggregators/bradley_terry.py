@@ -140,13 +140,17 @@ class BradleyTerry:
         result = rank(candidates, judgements, self._weights(judges, ctx), self.alpha)
         best = candidates[result.order[0]] if candidates else None
         answers = [m.answer for m in canonical(messages) if m.ok and m.answer is not None]
+        details = vote_stats(answers) | result.details() | {"alpha": self.alpha}
+        if best is not None and best.answer is None:
+            details["no_answer"] = f"the best-ranked candidate ({', '.join(best.ids)}) has none"
         return ctx.decision(
             inputs=messages,
             text=best.text if best else "",
             answer=best.answer if best else None,
-            details=vote_stats(answers) | result.details() | {"alpha": self.alpha},
+            details=details,
             confidence=result.confidence,
             usage=sum((j.usage for j in judgements), Usage()),
+            note=result.tie_note(),
         )
 
     def candidates(self, messages: Sequence[Message]) -> list[Candidate]:
@@ -368,6 +372,20 @@ class Ranking:
         strengths = [math.exp(s - top) for s in self.scores]
         return strengths[self.order[0]] / sum(strengths)
 
+    def tie_note(self) -> str | None:
+        """How a tie for the top score was broken (support, then agent order), if any."""
+        if len(self.order) < 2:
+            return None
+        top = max(self.scores)
+        tied = [i for i in self.order if _tie_rank(top, self.scores[i]) == 0]
+        if len(tied) < 2:
+            return None
+        support = len(self.candidates[self.order[0]].ids)
+        level = [i for i in tied if len(self.candidates[i].ids) == support]
+        if len(level) > 1:
+            return f"tie of {len(level)} candidates on score and support, broken by agent order"
+        return f"tie of {len(tied)} candidates on score, broken by support"
+
     def details(self) -> dict[str, Any]:
         return {
             "candidates": [
@@ -402,12 +420,17 @@ def rank(
     order = sorted(
         range(len(candidates)),
         key=lambda i: (
-            round((top - scores[i]) / _SCORE_TIE),  # measured from the top: a near-tie is a tie
+            _tie_rank(top, scores[i]),
             -len(candidates[i].ids),
             candidates[i].key,
         ),
     )
     return Ranking(candidates, judgements, weights, wins, scores, order)
+
+
+def _tie_rank(top: float, score: float) -> int:
+    # Measured from the top: a near-tie is a tie.
+    return round((top - score) / _SCORE_TIE)
 
 
 def reputation_from_calibration(

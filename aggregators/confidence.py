@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
 from agentfab.errors import ConfigError
 from agentfab.llm import TokenLogprob
 from agentfab.messages import Message, Task
@@ -184,4 +184,5 @@ class ConfidenceWeighted:
             answer=winner,
             details=stats,
             confidence=weights[winner] / total if winner is not None and total > 0 else None,
+            note=vote_note(weights, winner, unit="weighted votes"),
         )

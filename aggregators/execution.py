@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
 from agentfab.aggregators.majority import plurality
 from agentfab.errors import ConfigError
 from agentfab.evals.code import CRASHED, behaviour, extract_code, test_inputs
@@ -65,12 +65,15 @@ class ExecutionConsensus:
         chosen = next((code for code, key in zip(codes, keys, strict=True) if key == winner), None)
         details = _details(voters, keys, winner)
         details["inputs"] = len(inputs)
+        if voters and winner is None:
+            details["no_answer"] = f"all {len(voters)} programs crashed on the problem's inputs"
         return ctx.decision(
             inputs=messages,
             text=chosen or "",
             answer=chosen,
             details=details,
             confidence=keys.count(winner) / len(voters) if winner is not None else None,
+            note=vote_note(details["votes"], details["winner"]),
         )
 
     async def _behaviours(

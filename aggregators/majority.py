@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
 from agentfab.messages import Message, Task
 
 
@@ -42,4 +42,5 @@ class Majority:
             answer=winner,
             details=stats,
             confidence=stats["agreement"] if voters else None,
+            note=vote_note(stats["votes"], winner),
         )

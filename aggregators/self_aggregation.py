@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentfab.aggregators.base import AggregationContext, canonical, derive_seed, vote_stats
-from agentfab.aggregators.extract import extract_answer
+from agentfab.aggregators.extract import find_answer
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest, ChatResponse
 from agentfab.messages import Message, Task, Usage
@@ -69,9 +69,13 @@ class SelfAggregate:
         except (BackendError, ModelOutputError) as error:
             # A failed synthesis is this node's failure, as a failed call is an agent's: the
             # run goes on and readers downstream skip it.
+            details["no_answer"] = f"the synthesiser's call failed: {error}"
             failed = ctx.decision(inputs=messages, text="", answer=None, details=details)
             return failed.model_copy(update={"model": model, "error": str(error)})
-        answer = extract_answer(text, ctx.answer_format, task)
+        found = find_answer(text, ctx.answer_format, task)
+        answer = found.answer
+        if found.reason is not None:
+            details["no_answer"] = f"the synthesiser's reply: {found.reason}"
         details |= {
             "agrees_with_candidate": answer is not None and answer in answers,
             "finish_reason": response.completions[0].finish_reason,

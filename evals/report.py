@@ -26,7 +26,9 @@ from agentfab.messages import Usage
 __all__ = [
     "AgentAttempt",
     "Attempt",
+    "Call",
     "ItemRecord",
+    "Noted",
     "Rate",
     "RunConfig",
     "Sampled",
@@ -80,6 +82,16 @@ class RunConfig(_Record):
     """The agentfab version."""
 
 
+class Call(_Record):
+    """One model call's prompt, exactly as sent."""
+
+    by: str
+    """The message the call is behind: an agent's (`worker-1@1`), or the node whose judge or
+    writer it was (`hub@1`)."""
+    messages: list[dict[str, str]]
+    """The chat messages: `{"role": ..., "content": ...}`."""
+
+
 class Attempt(_Record):
     """One configuration's answer to one item."""
 
@@ -94,6 +106,12 @@ class Attempt(_Record):
     """Code: how the problem's tests ended (`passed`, `failed: ...`, `timeout: ...`)."""
     details: dict[str, Any] = {}
     """The decision's diagnostics (votes, agreement, entropy, groups, ...)."""
+    note: str | None = None
+    """How the answer was reached, when that must be said: a tie broken by agent order, a
+    decision carried by a small share, or why there is no answer (`Message.note`)."""
+    prompts: list[Call] = []
+    """The prompt of every call behind this answer: an agent's one call; for the team, its
+    judges' and writers' (each agent's is in `ItemRecord.agents`); every baseline request."""
 
 
 class AgentAttempt(Attempt):
@@ -121,6 +139,10 @@ class ItemRecord(_Record):
     item: str
     sample: int = 0
     kind: Literal["choice", "code"]
+    question: str = ""
+    """The question as every agent was asked it (code: with the instruction before it)."""
+    choices: list[str] | None = None
+    """The options in the order shown, lettered A, B, C, ... (choice)."""
     reference: str | None = None
     """The correct letter (choice); None for code, which its tests judge."""
     team: Attempt
@@ -266,6 +288,16 @@ class Split(_Record):
     team_accuracy: float
 
 
+class Noted(_Record):
+    """A team decision whose note must be read with it (a tie, a small share, no answer)."""
+
+    item: str
+    sample: int
+    answer: str | None
+    note: str
+    correct: bool
+
+
 class Summary(_Record):
     """`summary.json`."""
 
@@ -287,6 +319,8 @@ class Summary(_Record):
     correlation_matrix: list[list[float | None]]
     """Pairwise phi of the agents' correctness over lines (1: they fail together)."""
     mean_correlation: float | None
+    noted: list[Noted] = []
+    """Team decisions that carry a note, in the order of the results."""
 
 
 def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Summary:
@@ -315,11 +349,22 @@ def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Su
         configurations=rates,
         self_consistency_samples=mean([r.self_consistency.samples for r in records]),
         agreement=patterns,
-        mean_agreement=mean([d["agreement"] for d in details if "agreement" in d]),
-        mean_entropy=mean([d["entropy"] for d in details if "entropy" in d]),
+        mean_agreement=mean([d["agreement"] for d in details if d.get("agreement") is not None]),
+        mean_entropy=mean([d["entropy"] for d in details if d.get("entropy") is not None]),
         correlation_agents=names,
         correlation_matrix=matrix,
         mean_correlation=mean_phi,
+        noted=[
+            Noted(
+                item=r.item,
+                sample=r.sample,
+                answer=r.team.answer,
+                note=r.team.note,
+                correct=r.team.correct,
+            )
+            for r in records
+            if r.team.note
+        ],
     )
 
 
@@ -423,7 +468,12 @@ def _pattern(record: ItemRecord) -> str | None:
     pattern = "+".join(map(str, counts))
     last = max((a.round for a in record.agents), default=0)
     silent = sum(1 for a in record.agents if a.round == last) - sum(counts)
-    return f"{pattern}, {silent} no answer" if silent > 0 else pattern
+    if silent > 0:
+        pattern += f", {silent} no answer"
+    # A decision that chose no answer agreed on nothing (its agreement is None), whatever
+    # the votes were.
+    undecided = "agreement" in record.team.details and record.team.details["agreement"] is None
+    return f"{pattern}, undecided" if undecided else pattern
 
 
 # ---- writing the report --------------------------------------------------------------------
@@ -471,7 +521,11 @@ def markdown(summary: Summary, figures: Sequence[str] | str) -> str:
         parts.append(f"_{figures}_")
     else:
         parts.append(" ".join(f"![{Path(f).stem}]({f})" for f in figures[:2]))
-    parts += [_agreement_section(summary, figures), _correlation_section(summary)]
+    parts += [
+        _agreement_section(summary, figures),
+        _noted_section(summary),
+        _correlation_section(summary),
+    ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -554,6 +608,35 @@ def _agreement_section(summary: Summary, figures: Sequence[str] | str) -> str:
     if not isinstance(figures, str) and "agreement.png" in figures:
         text += "\n\n![agreement](agreement.png)"
     return text
+
+
+def _noted_section(summary: Summary) -> str:
+    """Every decision that was a tie, carried by a small share, or had no answer."""
+    if not summary.noted:
+        return ""
+    rows = [
+        [
+            n.item + (f" #{n.sample}" if summary.samples > 1 else ""),
+            _shown(n.answer),
+            n.note,
+            "yes" if n.correct else "no",
+        ]
+        for n in summary.noted
+    ]
+    table = _table(["item", "team answer", "how it was decided", "right"], rows)
+    return (
+        f"## Decisions to read with care\n\n{len(summary.noted)} of the {summary.lines} team "
+        f"decisions were not clear: ties broken by agent order, answers carried by less than "
+        f"half the votes, or no answer.\n\n{table}"
+    )
+
+
+def _shown(answer: str | None) -> str:
+    """An answer in a table cell: one line, short (a program is cut)."""
+    if answer is None:
+        return "none"
+    line = " ".join(answer.split()).replace("|", "\\|")
+    return line if len(line) <= 40 else line[:39] + "…"
 
 
 def _correlation_section(summary: Summary) -> str:

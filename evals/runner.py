@@ -28,7 +28,7 @@ from typing import TextIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfab.agent import Agent
-from agentfab.aggregators.base import AggregationContext, derive_seed, vote_stats
+from agentfab.aggregators.base import AggregationContext, derive_seed, vote_note, vote_stats
 from agentfab.aggregators.execution import ExecutionConsensus
 from agentfab.aggregators.majority import plurality
 from agentfab.errors import (
@@ -46,6 +46,7 @@ from agentfab.evals.report import (
     RUN_FILE,
     AgentAttempt,
     Attempt,
+    Call,
     ErrorKind,
     ItemRecord,
     RunConfig,
@@ -60,7 +61,7 @@ from agentfab.evals.sandbox import run_python_async
 from agentfab.evals.suites import Item, Suite, load_suite
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task, Usage
-from agentfab.orchestrator import Budget, Orchestrator
+from agentfab.orchestrator import Budget, Orchestrator, RunSettings
 from agentfab.pipeline import Pipeline, build_clients, close_clients, load_pipeline
 from agentfab.result import Result
 from agentfab.team import Aggregate, Team
@@ -249,10 +250,11 @@ def _prepare(folder: Path, config: RunConfig, resume: bool) -> list[ItemRecord]:
     kept: list[ItemRecord] = []
     if has_results and not resume:
         raise ConfigError(f"{folder} has results; pass --resume or another --out")
-    if resume and has_results:
-        previous = read_run(folder)
+    if resume:
+        previous = _run_to_resume(folder)
         _check_same_run(folder, previous, config)
         config = config.model_copy(update={"started": previous.started})
+    if resume and has_results:
         loaded = read_results(results)
         # Items no model answered (a server down) are asked again; others are final.
         kept = [r for r in loaded.records if r.error_kind != "backend"]
@@ -264,6 +266,16 @@ def _prepare(folder: Path, config: RunConfig, resume: bool) -> list[ItemRecord]:
     except OSError as error:
         raise ConfigError(f"--out {folder}: cannot write ({error.strerror})") from None
     return kept
+
+
+def _run_to_resume(folder: Path) -> RunConfig:
+    """The run `--resume` continues: one must be there, or it would silently start afresh."""
+    if not (folder / RUN_FILE).is_file():
+        raise ConfigError(
+            f"--resume: {folder} holds no run to resume (no {RUN_FILE}); "
+            "pass the --out of an earlier run, or drop --resume to start one"
+        )
+    return read_run(folder)
 
 
 def _check_same_run(folder: Path, previous: RunConfig, config: RunConfig) -> None:
@@ -503,6 +515,8 @@ class _Session:
             item=item.id,
             sample=sample,
             kind=item.kind,
+            question=task.prompt,
+            choices=task.choices,
             reference=item.answer or None,
             team=team,
             agents=agents,
@@ -516,6 +530,10 @@ class _Session:
             finished=_now(),
         )
 
+    def _orchestrator(self, settings: RunSettings) -> Orchestrator:
+        # Every call's prompt goes into the record, so a score can be audited from it alone.
+        return Orchestrator(self.clients, settings, record_prompts=True)
+
     def _seed(self, *parts: object) -> int | None:
         return derive_seed(self.plan.config.seed, *parts)
 
@@ -527,7 +545,7 @@ class _Session:
             update={"seed": self._seed("team", item.id, sample), "server_metrics": False}
         )
         try:
-            result = await Orchestrator(self.clients, settings).run(self.plan.team, task)
+            result = await self._orchestrator(settings).run(self.plan.team, task)
         except BudgetExceeded as stopped:
             return stopped.partial, str(stopped), "budget"
         except QuorumNotReached as missed:
@@ -552,7 +570,7 @@ class _Session:
             }
         )
         try:
-            return await Orchestrator(self.clients, settings).run(team, task)
+            return await self._orchestrator(settings).run(team, task)
         except ConfigError:
             raise
         except AgentfabError as error:
@@ -575,6 +593,8 @@ class _Session:
                 latency_s=m.latency_s,
                 error=m.error,
                 check=verdict.check,
+                note=m.note,
+                prompts=_calls(m),
             )
             for m, verdict in zip(messages, verdicts, strict=True)
         ]
@@ -583,9 +603,16 @@ class _Session:
         usage = result.usage if result is not None else Usage()
         wall = result.wall_s if result is not None else 0.0
         output = result.output if result is not None and error is None else None
+        # The judges' and writers' calls (agents' are with each agent's attempt).
+        calls = (
+            [c for m in result.messages if m.kind == "aggregate" for c in _calls(m)]
+            if result
+            else []
+        )
         if output is None:
-            return Attempt(usage=usage, latency_s=wall, error=error or "no answer")
+            return Attempt(usage=usage, latency_s=wall, error=error or "no answer", prompts=calls)
         (verdict,) = await judge.many([output.text], [output.answer])
+        details = output.details if output.kind == "aggregate" else {}
         return Attempt(
             answer=verdict.answer,
             text=output.text,
@@ -593,7 +620,9 @@ class _Session:
             usage=usage,
             latency_s=wall,
             check=verdict.check,
-            details=output.details if output.kind == "aggregate" else {},
+            details={k: v for k, v in details.items() if k != "prompts"},
+            note=output.note,
+            prompts=calls,
         )
 
     async def _self_consistency(
@@ -629,6 +658,11 @@ def _completions(result: Result | None) -> tuple[int, int]:
     return sum(m.usage.completion_tokens for m in calls), count
 
 
+def _calls(message: Message) -> list[Call]:
+    """The prompts recorded with a message (`Orchestrator(record_prompts=True)`)."""
+    return [Call(by=message.id, messages=p) for p in message.details.get("prompts", [])]
+
+
 def _anyone_answered(partial: Result | None) -> bool:
     return partial is not None and any(m.ok for m in partial.messages if m.kind == "agent")
 
@@ -645,6 +679,8 @@ async def _single_attempt(first: Result | AgentfabError, judge: _Judge) -> Attem
         usage=first.usage,
         latency_s=first.wall_s,
         check=verdict.check,
+        note=message.note,
+        prompts=_calls(message),
     )
 
 
@@ -659,6 +695,7 @@ class _Draws:
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     requests: int = 0
+    calls: list[Call] = field(default_factory=list)
     prompt_tokens: int = 0
     """Of one request: every request of the agent reads the same prompt."""
     prior: tuple[int, int] = (0, 0)
@@ -672,6 +709,7 @@ class _Draws:
         self.usage += result.usage
         self.latency_s += result.wall_s
         self.requests += 1
+        self.calls += _calls(message)
         self.prompt_tokens = max(self.prompt_tokens, result.usage.prompt_tokens)
 
     def next_n(self) -> int:
@@ -688,7 +726,7 @@ class _Draws:
 
 async def _vote(draws: _Draws, task: Task, judge: _Judge, error: str | None) -> Sampled:
     """Plurality of the letters (choice), execution consensus of the programs (code)."""
-    text, answer, details = "", None, {}
+    text, answer, details, note = "", None, {}, None
     if judge.item.kind == "code":
         voters = [
             Message(id=f"sample-{i:03d}", sender=f"sample-{i:03d}", text=t)
@@ -697,11 +735,16 @@ async def _vote(draws: _Draws, task: Task, judge: _Judge, error: str | None) -> 
         ctx = AggregationContext(node="self-consistency", answer_format="text")
         decision = await ExecutionConsensus().aggregate(task, voters, ctx)
         text, answer, details = decision.text, decision.answer, decision.details
+        note = decision.note
     else:
         answers = [a for a in draws.answers if a is not None]
         answer = plurality(answers)
         text = next((t for t, a in zip(draws.texts, draws.answers, strict=True) if a == answer), "")
         details = vote_stats(answers)
+        note = vote_note(details["votes"], answer, broken_by="sample order")
+        if answer is None:
+            details |= {"agreement": None, "margin": None}
+            note = f"no answer: none of the {len(draws.texts)} samples gave one"
     (verdict,) = await judge.many([text], [answer])
     return Sampled(
         answer=verdict.answer,
@@ -717,6 +760,8 @@ async def _vote(draws: _Draws, task: Task, judge: _Judge, error: str | None) -> 
         budget=draws.budget,
         answers=draws.answers,
         texts=draws.texts,
+        note=note,
+        prompts=draws.calls,
     )
 
 

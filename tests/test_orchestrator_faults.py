@@ -102,7 +102,10 @@ async def test_chain_agent_after_a_failure_fails_without_a_call() -> None:
         await Orchestrator({"default": client}).run(chain(workers("first", "second")), "q")
     partial = caught.value.partial
     assert partial is not None
-    assert [m.error for m in partial.messages] == ["down", "every input failed"]
+    assert [m.error for m in partial.messages] == [
+        "down",
+        "every input failed; first cause: w0@1: down",
+    ]
     assert len(client.requests) == 1
 
 
@@ -149,7 +152,7 @@ async def test_a_group_that_fails_entirely_does_not_sink_the_team() -> None:
     result = await Orchestrator({"default": client}).run(groups(members, Majority()), "q")
     assert result.answer == "yes"
     g1 = next(m for m in result.messages if m.sender == "g1")
-    assert g1.error == "every input failed"
+    assert g1.error == "every input failed; first cause: a@1: down"
 
 
 async def test_a_failed_output_is_an_error_not_an_empty_answer() -> None:
