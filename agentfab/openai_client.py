@@ -19,7 +19,7 @@ import errno
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,7 +74,8 @@ class OpenAIClient:
         self._max_backoff_s = max_backoff_s
         self._timeout_s = timeout_s
         self._structured_choice = supports_structured_choice
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._chat_url = httpx.URL(f"{self.endpoint}/chat/completions")
         self._models_url = httpx.URL(f"{self.endpoint}/models")
         root = self.endpoint.removesuffix("/v1")
@@ -177,7 +178,7 @@ class OpenAIClient:
         request = httpx.Request(
             method, url, headers=self._headers, content=content, extensions=self._extensions
         )
-        async with self._slots:
+        async with self._limit():
             try:
                 response = await self._transport.handle_async_request(request)
                 try:
@@ -195,6 +196,13 @@ class OpenAIClient:
         if counted and not 400 <= response.status_code < 500:
             _count_call()  # answered, or failed while the server was on it; a 4xx refused it
         return response
+
+    def _limit(self) -> asyncio.Semaphore:
+        """The running loop's limit: a semaphore waited on in one loop cannot be in another."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._slots:
+            self._slots = {loop: asyncio.Semaphore(self._max_concurrency)}  # the old loop ended
+        return self._slots[loop]
 
     def _payload(self, response: httpx.Response) -> Any:
         if response.is_success:
@@ -420,9 +428,11 @@ class AiohttpSessionTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
+        session = await self._current()
         try:
             async with session.request(
                 request.method,
@@ -442,19 +452,43 @@ class AiohttpSessionTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        session, closer = self._session, self._closer
+        self._session = self._loop = self._closer = None
+        if session is not None:
+            await session.close()
+        if closer is not None:
+            await closer.aclose()
+
+    async def _current(self) -> aiohttp.ClientSession:
+        """This event loop's session. A session belongs to the loop it was opened in, so a
+        client used by one `asyncio.run` after another (`agentfab.run` twice) opens a new one;
+        the old one was closed when its loop shut down."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop:
+            self._session = self._open()
+            self._loop = loop
+            self._closer = _close_at_shutdown(self._session)
+            await anext(self._closer)  # registered with the loop, which closes it at shutdown
+        return self._session
 
     def _open(self) -> aiohttp.ClientSession:
         # Opened on first use: an aiohttp session must be created inside the event loop.
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=self._keepalive_s
         )
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
         )
-        return self._session
+
+
+async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Closes `session` when finalised: by `aclose`, or by the event loop's shutdown
+    (`asyncio.run` finalises every async generator still open), so a client nobody closed
+    leaves no "Unclosed client session" behind at exit."""
+    try:
+        yield
+    finally:
+        await session.close()
 
 
 def _aiohttp_timeout(timeout: dict[str, float | None] | None) -> aiohttp.ClientTimeout:

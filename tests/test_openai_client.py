@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -293,3 +295,34 @@ def test_retry_delay_follows_the_server_within_a_bound() -> None:
     assert retry_delay(0.5, 0, 3600.0, 30.0) == 30.0
     assert 0.25 <= retry_delay(0.5, 0, None, 30.0) <= 0.75  # backoff with jitter
     assert retry_delay(0.5, 20, None, 30.0) == 30.0
+
+
+UNCLOSED_CLIENT = """
+import asyncio, sys
+from agentfab.llm import ChatRequest
+from agentfab.openai_client import OpenAIClient
+from agentfab.serving.scripted import ScriptedServer
+
+QUESTION = ChatRequest(messages=[{"role": "user", "content": "2+2?"}], model="m")
+client = OpenAIClient(f"http://127.0.0.1:{sys.argv[1]}/v1")  # never closed
+
+
+async def ask() -> str:
+    async with ScriptedServer("Answer: 4", port=int(sys.argv[1])):
+        return (await client.chat(QUESTION)).completions[0].text
+
+
+print(asyncio.run(ask()), asyncio.run(ask()))  # one client, two event loops
+"""
+
+
+def test_a_client_nobody_closed_leaves_no_session_open_and_serves_a_second_loop() -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", UNCLOSED_CLIENT, str(closed_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Answer: 4 Answer: 4"
+    assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
