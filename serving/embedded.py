@@ -88,8 +88,10 @@ class EmbeddedClient:
     model is loaded on the first `chat` or on `await load()`. Concurrent
     requests are batched, up to `max_batch` rows a pass. With a `seed`, a run
     whose requests arrive in the same order is reproducible; `request.seed`
-    fixes a request's samples whatever batch it lands in. `request.model` is
-    not checked: the client serves one model under every name it is given.
+    fixes a request's samples whatever batch it lands in. Without either, sampling
+    draws fresh randomness from the system each time: an unseeded run does not repeat
+    the last one. `request.model` is not checked: the client serves one model under
+    every name it is given.
     """
 
     def __init__(
@@ -99,7 +101,7 @@ class EmbeddedClient:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         max_batch: int = 32,
-        seed: int | None = 0,
+        seed: int | None = None,
         num_threads: int | None = None,
     ) -> None:
         if max_batch < 1:
