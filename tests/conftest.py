@@ -1,4 +1,9 @@
-"""Shared fixtures. The embedded model is loaded once per test session."""
+"""Shared fixtures. The embedded model is loaded once per test session.
+
+Tests on a real part ask for it by fixture (`real_vllm`, `real_embedded`, or `embedded`
+itself): in CI a missing or broken part fails them, elsewhere it skips them with the reason
+(tests/integration/real_parts.py), and the session's summary names what was not tested.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration import real_parts
+
 if TYPE_CHECKING:
     from agentfab.serving.embedded import EmbeddedClient
 
@@ -16,7 +23,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-async def embedded() -> AsyncIterator[EmbeddedClient]:
+def real_vllm() -> None:
+    """vLLM can start a server here (imports checked in a fresh interpreter, model found)."""
+    real_parts.require("vLLM", real_parts.vllm_problem())
+
+
+@pytest.fixture(scope="session")
+def real_embedded() -> None:
+    """The embedded default model can be loaded here (its libraries import, model found)."""
+    real_parts.require("the embedded model", real_parts.embedded_problem())
+
+
+@pytest.fixture(scope="session")
+async def embedded(real_embedded: None) -> AsyncIterator[EmbeddedClient]:
     """The real embedded default model (SmolLM2-135M-Instruct), shared by the session."""
     from agentfab.serving.embedded import EmbeddedClient
 
@@ -24,3 +43,11 @@ async def embedded() -> AsyncIterator[EmbeddedClient]:
     await client.load()
     yield client
     await client.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not real_parts.skipped:
+        return
+    terminalreporter.section("real parts not tested (CI=true makes these failures)")
+    for part, problem in real_parts.skipped.items():
+        terminalreporter.write_line(f"{part}: {problem}; its tests were skipped")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import random
+import subprocess
 import sys
 import types
 from importlib import resources
@@ -71,8 +74,28 @@ def test_bundled_file_spans_three_difficulties() -> None:
 # --- shuffling -----------------------------------------------------------------------------
 
 
+ORDERS_SEED_3 = "[[3, 1, 2, 0], [3, 2, 0, 1], [1, 2, 3, 0]]"
+"""The options' order of the first three items at seed 3, as this project has always shown it."""
+
+
 def test_shuffle_is_deterministic_for_a_seed() -> None:
-    assert load_suite("gpqa-project", seed=3) == load_suite("gpqa-project", seed=3)
+    # Neither the global random state nor the process (hash seed, anything loaded before)
+    # changes the order: a fresh interpreter with another hash seed gives the pinned one.
+    random.seed(1)
+    here = load_suite("gpqa-project", seed=3)
+    random.seed(2)
+    assert load_suite("gpqa-project", seed=3) == here
+    assert json.dumps([item.data["order"] for item in here.items[:3]]) == ORDERS_SEED_3
+    script = (
+        "import json; from agentfab.evals.suites import load_suite; "
+        "print(json.dumps([i.data['order'] for i in load_suite('gpqa-project', seed=3).items[:3]]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)
+    assert done.stdout.strip() == ORDERS_SEED_3
+    # A shorter load (limit) shows its items exactly as the whole suite does.
+    assert load_suite("gpqa-project", seed=3, limit=2).items == here.items[:2]
 
 
 def test_shuffle_differs_across_seeds() -> None:

@@ -3,6 +3,8 @@ each other's answers. Mechanics only: the model is weak."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any
 
 import pytest
@@ -31,7 +33,28 @@ async def test_peer_ranked_star(embedded: Any) -> None:
     for p in hub.details["pairs"]:  # a pair of one model's answers goes to the other model
         models = {candidates[p["first"]]["models"][0], candidates[p["second"]]["models"][0]}
         assert len(models) == 2 or p["judge"] not in models
-    assert all(isinstance(c["score"], float) for c in candidates)
+    # the fit read the verdicts the pairs record (a tie half a win each way, judges weighted)
+    weights = hub.details["weights"]
+    wins = [[0.0] * n for _ in range(n)]
+    for p in hub.details["pairs"]:
+        weight = weights.get(p["judge"], 1.0)
+        first, second = p["first"], p["second"]
+        if p["verdict"] == "tie":
+            wins[first][second] += weight / 2
+            wins[second][first] += weight / 2
+        elif p["verdict"] in ("1", "2"):
+            won, lost = (first, second) if p["verdict"] == "1" else (second, first)
+            wins[won][lost] += weight
+    assert hub.details["wins"] == wins
+    # scores are finite mean-zero log-strengths, ranked best first; the winner's Luce
+    # probability is the hub's confidence
+    scores = [c["score"] for c in candidates]
+    assert all(math.isfinite(s) for s in scores) and abs(sum(scores)) < 1e-6
+    ranking = hub.details["ranking"]
+    assert sorted(ranking) == list(range(n)) and hub.details["winner"] == ranking[0]
+    assert all(scores[a] >= scores[b] - 1e-6 for a, b in itertools.pairwise(ranking))
+    strengths = [math.exp(s - max(scores)) for s in scores]
+    assert hub.confidence == pytest.approx(strengths[ranking[0]] / sum(strengths))
 
     assert hub.usage.calls == len(hub.details["pairs"])
     assert hub.usage.prompt_tokens > 0 and hub.usage.completion_tokens > 0

@@ -20,7 +20,7 @@ import pytest
 
 from agentfab.evals import load_suite, wilson
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_embedded")]
 
 ROOT = Path(__file__).resolve().parents[2]
 MC = str(ROOT / "examples/eval_mc.yaml")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.test_vllm import free_port, live_members
 
-pytest.importorskip("vllm")
+pytestmark = pytest.mark.usefixtures("real_vllm")  # in CI a missing vLLM fails
 
 
 def write_config(path: Path, port: int, model: str = "default") -> Path:

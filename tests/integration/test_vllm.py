@@ -15,7 +15,7 @@ from agentfab.serving import default_model_path
 from agentfab.serving.vllm_server import ServerSpec, VLLMServer, check_can_start
 from agentfab.topologies import star, tree
 
-pytest.importorskip("vllm")
+pytestmark = pytest.mark.usefixtures("real_vllm")  # in CI a missing vLLM fails
 
 
 def free_port() -> int:
@@ -42,7 +42,9 @@ def cpu_spec(port: int, served_name: str = "smollm2") -> ServerSpec:
 
 
 @pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VLLMServer]:
+async def server(
+    real_vllm: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[VLLMServer]:
     spec = cpu_spec(free_port())
     running = VLLMServer(spec, tmp_path_factory.mktemp("vllm") / "server.log")
     await running.start()

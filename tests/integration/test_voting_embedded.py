@@ -3,11 +3,22 @@ embedded model. Mechanics only: the model is weak."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+import pytest
 
 from agentfab import Agent, Orchestrator, RunSettings
 from agentfab.aggregators import AheadByK, ConfidenceWeighted
 from agentfab.topologies import chain, star
+
+
+def lead(answers: list[str]) -> tuple[str | None, int]:
+    """The most given answer (ties: the first given) and its lead over the runner-up."""
+    counts = Counter(answers).most_common()
+    if not counts:
+        return None, 0
+    return counts[0][0], counts[0][1] - (counts[1][1] if len(counts) > 1 else 0)
 
 
 def workers(n: int, max_tokens: int = 16) -> list[Agent]:
@@ -24,7 +35,19 @@ async def test_stated_confidence_star(embedded: Any) -> None:
         m.id for m in result.messages if m.answer is None
     }
     assert hub.details["source"] == "stated"
-    assert 0.0 <= (hub.confidence or 0.0) <= 1.0
+    # each voter weighs its stated confidence (0.5 when it states none); the heaviest answer
+    # wins (a tie: the first agent's) and the hub's confidence is that answer's share
+    voters = sorted((m for m in result.messages if m.kind == "agent" and m.ok and m.answer),
+                    key=lambda m: m.id)
+    stated = {m.id: 0.5 if m.confidence is None else m.confidence for m in voters}
+    assert hub.details["weights"] == pytest.approx(stated, abs=1e-6)
+    heft: dict[str, float] = {}
+    for m in voters:
+        heft[m.answer] = heft.get(m.answer, 0.0) + stated[m.id]  # type: ignore[index]
+    assert voters, "no agent answered: nothing was weighed"
+    winner = max(heft, key=heft.__getitem__)
+    assert hub.answer == winner
+    assert hub.confidence == pytest.approx(heft[winner] / sum(heft.values()))
 
 
 async def test_logprob_confidence_star_asks_for_logprobs(embedded: Any) -> None:
@@ -63,8 +86,15 @@ async def test_ahead_by_k_asks_only_until_decided(embedded: Any) -> None:
     vote = result.messages[-1]
     samples = [m for m in result.messages if m.kind == "agent"]
     assert vote.details["samples"] == len(samples) <= 6
-    if vote.details["decided"]:  # the deciding sample was the last one asked for
-        assert vote.details["lead"] == 2
+    answers = [m.answer for m in samples if m.answer is not None]
+    leader, margin = lead(answers)
+    assert (vote.answer, vote.details["lead"]) == (leader, margin)
+    assert vote.details["decided"] == (margin >= 2)
+    if margin >= 2:  # it stopped at the deciding sample: one fewer left it undecided
+        assert lead(answers[:-1])[1] == 1 and samples[-1].answer is not None
+        assert (vote.details["stopped"], vote.details["asked"]) == ("decided", len(samples))
+    else:  # undecided only once every sample it may ask for was drawn
+        assert (vote.details["stopped"], vote.details["asked"]) == ("max_samples", 6)
     # every call is counted once, by the sample messages; the vote only reports them
     assert vote.usage.total_tokens == 0
     extra = vote.details["extra_samples_usage"]
