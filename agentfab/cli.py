@@ -305,7 +305,7 @@ def _finish_trace(trace: TextIO | None, summary: dict[str, object]) -> None:
 
 def _print_summary(result: Result) -> None:
     usage = result.usage
-    print(f"answer: {result.answer}")
+    print(f"answer: {result.shown_answer}")  # with its note: a tie, a small share, none
     print(
         f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
         f"in {usage.calls} calls, {result.wall_s:.1f}s"

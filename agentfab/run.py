@@ -63,6 +63,6 @@ def _embedded_model() -> LLMClient:
         from agentfab.serving.embedded import EmbeddedClient
 
         # Agents' requests carry seeds derived from the run's seed, so one client serves
-        # runs of any seed; its own seed only draws for requests that carry none.
-        _embedded = EmbeddedClient(seed=0)
+        # runs of any seed; requests without one (no run seed) sample unseeded, not as seed 0.
+        _embedded = EmbeddedClient()
     return _embedded
