@@ -742,7 +742,7 @@ def build_clients(pipeline: Pipeline) -> dict[str, LLMClient]:
         else:
             from agentfab.serving.embedded import EmbeddedClient
 
-            seed = pipeline.run.seed if pipeline.run.seed is not None else 0
+            seed = pipeline.run.seed  # None: unseeded, so "random" runs do not repeat
             where = (spec.path, spec.device)
             if where not in embedded:
                 embedded[where] = EmbeddedClient(spec.path, device=spec.device, seed=seed)
