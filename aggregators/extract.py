@@ -210,25 +210,20 @@ def _letter_commitments(
     text: str, letters: list[str], choices: list[str] | None
 ) -> list[tuple[int, str]]:
     """(position, letter) of every explicit choice in the reply."""
-    found: list[tuple[int, str]] = []
-    for at, tail in _forward_tails(text):
-        letter = _letter_after_marker(tail)
-        if letter is None and choices:
-            letter = _one_option(tail, choices, letters)
-        if letter in letters:
-            found.append((at, letter))
-    for at, clause in _verdict_clauses(text):
-        letter = _letter_before_verdict(clause)
-        if letter is None and choices:
-            letter = _one_option(clause, choices, letters)
-        if letter in letters:
+    found: list[tuple[int, str | None]] = []
+    # What follows "the answer is", and what precedes "... is correct": a letter, else the
+    # one option whose text the span states.
+    readers = ((_forward_tails, _letter_after_marker), (_verdict_clauses, _letter_before_verdict))
+    for spans, read in readers:
+        for at, span in spans(text):
+            letter = read(span)
+            if letter is None and choices:
+                letter = _one_option(span, choices, letters)
             found.append((at, letter))
     for verb in _VERBS.finditer(text):
-        letter = _letter_after_marker(text[verb.end() :])
-        if letter in letters:
-            found.append((verb.start(), letter))
+        found.append((verb.start(), _letter_after_marker(text[verb.end() :])))
     found += [(m.start(), m.group(1).upper()) for m in _LONE_OPTION.finditer(text)]
-    return [(at, letter) for at, letter in found if letter in letters]
+    return [(at, letter) for at, letter in found if letter is not None and letter in letters]
 
 
 def _letter_after_marker(tail: str) -> str | None:
