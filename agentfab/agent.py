@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from agentfab.yaml_loader import UserModel
 
 
-class Agent(BaseModel):
-    """One member of a team."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Agent(UserModel):
+    """One member of a team; a mistake in its fields raises one `ConfigError` line."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     """Unique within a team; letters, digits, `_`, `.`, `-`."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import AggregationContext, derive_seed, vote_note
@@ -34,12 +34,11 @@ from agentfab.prompts import build_messages
 from agentfab.result import Result
 from agentfab.server_metrics import difference
 from agentfab.team import Aggregate, Team
+from agentfab.yaml_loader import UserModel
 
 
-class Budget(BaseModel):
+class Budget(UserModel):
     """Limits on one run; a call is admitted only if its worst case fits."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_tokens: int | None = Field(default=None, ge=1)
     """Prompt plus completion tokens of the whole run."""
@@ -49,10 +48,8 @@ class Budget(BaseModel):
     """Wall-clock seconds for the whole run."""
 
 
-class RunSettings(BaseModel):
+class RunSettings(UserModel):
     """How a team is run; the same team can be run many ways."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     rounds: int = Field(default=1, ge=1, le=20)
     """Rounds of the whole graph; from round 2 each agent also reads its peers' last answers."""

@@ -143,11 +143,12 @@ class ReplicaPool:
         return {url: counters for reading in readings for url, counters in reading.items()}
 
     async def aclose(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
+        task = self._health_task
+        self._health_task = None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
-            self._health_task = None
+                await task
         await asyncio.gather(*(r.client.aclose() for r in self.replicas))
 
     async def __aenter__(self) -> ReplicaPool:
@@ -193,11 +194,16 @@ class ReplicaPool:
             replica.down_since = time.monotonic()
 
     def _start_health_checks(self) -> None:
-        if self._health_task is None and len(self.replicas) > 1:
+        loop = asyncio.get_running_loop()
+        task = self._health_task
+        # A pool used from a new event loop (a second `agentfab.run`) checks on that loop:
+        # the task of a loop that has ended would never run again.
+        if task is not None and (task.done() or task.get_loop() is not loop):
+            task = None
+        if task is None and len(self.replicas) > 1:
             # A context of its own: the task must not carry the first caller's call count.
-            self._health_task = asyncio.get_running_loop().create_task(
-                self._check_health(), context=contextvars.Context()
-            )
+            task = loop.create_task(self._check_health(), context=contextvars.Context())
+        self._health_task = task
 
     async def _check_health(self) -> None:
         while True:

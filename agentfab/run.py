@@ -7,15 +7,11 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from agentfab.errors import ConfigError
 from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import Orchestrator, RunSettings
 from agentfab.result import Result
 from agentfab.team import Team
-from agentfab.yaml_loader import describe, field_names
 
 if TYPE_CHECKING:
     from agentfab.serving.embedded import EmbeddedClient
@@ -38,23 +34,15 @@ def run(
 
     Without `clients`, every model the team names (its agents', judges' and writers') is
     the embedded default model, loaded in this process once and reused by later calls.
-    Keyword arguments are `RunSettings` fields.
+    Keyword arguments are `RunSettings` fields; a mistake in them is a `ConfigError`.
     """
-    run_settings = _settings(settings)
+    run_settings = RunSettings(**settings)
     if clients is not None:
         return asyncio.run(Orchestrator(clients, run_settings).run(team, task))
     with _embedded_turn:
         model = _embedded_model()
         served = dict.fromkeys((m for _, m in team.model_uses()), model)
         return asyncio.run(Orchestrator(served, run_settings).run(team, task))
-
-
-def _settings(settings: Mapping[str, Any]) -> RunSettings:
-    try:
-        return RunSettings(**settings)
-    except ValidationError as error:
-        lines = describe(error, keys=field_names(RunSettings)).splitlines()
-        raise ConfigError("\n".join(f"agentfab.run: {line}" for line in lines)) from None
 
 
 def _embedded_model() -> LLMClient:

@@ -6,8 +6,8 @@ confidence weighting (token logprobs), Bradley-Terry (the agents judge each othe
 answers, both orders), generative self-aggregation and oracle@5 (some sample was right).
 First-to-ahead-by-2 draws its own samples, one agent, at most 5. Tokens count every call a
 method needed: the five samples, plus the judges or the writer. Prints a table and a last
-`RESULT` line. (The model picks multiple-choice letters at chance, so free-form answers
-are where aggregation can show an effect here; see ../shared/ENVIRONMENT.md.)
+`RESULT` line. (This 135M model picks multiple-choice letters near chance, so free-form
+answers are where aggregation can show an effect.)
 
     python benchmarks/aggregators.py [--limit 40] [--concurrency 8]
 """

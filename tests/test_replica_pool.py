@@ -74,6 +74,33 @@ async def test_a_dead_replica_is_skipped_and_revived_by_the_health_check() -> No
                 assert len(revived.requests) == 1
 
 
+def test_a_pool_used_from_a_second_event_loop_checks_health_there() -> None:
+    """Each `agentfab.run` has its own event loop; a pool kept between them must not
+    leave its health checks on the first loop, where they never run again."""
+    dead_port, healthy_port = closed_port(), closed_port()
+    urls = (f"http://127.0.0.1:{dead_port}/v1", f"http://127.0.0.1:{healthy_port}/v1")
+    replicas = pool(*urls, health_interval_s=0.05)
+    dead = replicas.replicas[0]
+
+    async def first_run() -> None:
+        async with ScriptedServer(port=healthy_port):
+            await replicas.chat(QUESTION)
+        assert not dead.up
+
+    async def second_run() -> None:
+        async with ScriptedServer(port=dead_port), ScriptedServer(port=healthy_port):
+            await replicas.chat(QUESTION)
+            for _ in range(100):  # only a health check running on this loop revives it
+                if dead.up:
+                    break
+                await asyncio.sleep(0.05)
+            assert dead.up
+        await replicas.aclose()
+
+    asyncio.run(first_run())
+    asyncio.run(second_run())
+
+
 async def test_a_bad_request_is_not_failed_over() -> None:
     first, second = ScriptedServer(faults=[400]), ScriptedServer()
     async with first as a, second as b, pool(a, b) as replicas:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import agentfab
-from agentfab import Agent, Aggregate, ConfigError, Task
+from agentfab import Agent, Aggregate, Budget, ConfigError, RunSettings, Task
 from agentfab.aggregators import BradleyTerry, Majority, SelfAggregate
 from agentfab.pipeline import Pipeline
 from agentfab.topologies import custom, mixture_of_agents, star, tree
@@ -351,12 +351,32 @@ def test_sdk_constructors_raise_one_line_config_errors(
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Agent(name="a", max_tokns=3), "Agent: max_tokns: unknown key; did you mean 'max_tokens'?"),
+        (lambda: Agent(name="a", temperature=3), "Agent: temperature: Input should be less than or equal to 2"),
+        (lambda: RunSettings(rounds=0), "RunSettings: rounds: Input should be greater than or equal to 1"),
+        (
+            lambda: RunSettings(budget={"max_calls": 0}),
+            "RunSettings: budget.max_calls: Input should be greater than or equal to 1",
+        ),
+        (lambda: Budget(max_secs=3), "Budget: max_secs: unknown key; did you mean 'max_seconds'?"),
+    ],
+    ids=["agent-key", "agent-range", "settings", "nested-budget", "budget-key"],
+)
+def test_sdk_models_raise_one_line_config_errors(build: object, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build()  # type: ignore[operator]
+    assert str(raised.value) == message
+
+
 def test_run_settings_are_checked_before_any_call() -> None:
     client = ScriptedClient(lambda request: ("Answer: 4", 0.0))
     team = star(_agents("a", "b"), Majority())
     with pytest.raises(ConfigError) as raised:
         agentfab.run(team, "2 + 2?", clients={"default": client}, rounds=0)
-    assert str(raised.value) == "agentfab.run: rounds: Input should be greater than or equal to 1"
+    assert str(raised.value) == "RunSettings: rounds: Input should be greater than or equal to 1"
     with pytest.raises(ConfigError, match="seeed: unknown key; did you mean 'seed'"):
         agentfab.run(team, "2 + 2?", clients={"default": client}, seeed=1)
     assert client.requests == []
