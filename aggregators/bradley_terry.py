@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-import choix
 import numpy as np
 
 from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
@@ -345,6 +344,8 @@ def fit_scores(wins: Sequence[Sequence[float]], alpha: float) -> list[float]:
     the fit is its exact maximum. choix's own `alpha` is not used: it only seeds I-LSR's
     Markov chain and maximises no objective.
     """
+    import choix  # imports scipy.stats (~1.5 s): loaded on the first fit, not with agentfab
+
     counts = np.asarray(wins, dtype=float).reshape(len(wins), len(wins))
     counts = counts + alpha * (1.0 - np.eye(len(wins)))
     params = choix.ilsr_pairwise_dense(counts, alpha=0.0, max_iter=1000)
