@@ -198,7 +198,7 @@ class Orchestrator:
 
     def _check_models(self, team: Team) -> None:
         """Every model an agent, a judge or a writer names has a client, before any call."""
-        for who, model in _models_of(team):
+        for who, model in team.model_uses():
             if model not in self.clients:
                 known = ", ".join(sorted(self.clients)) or "none"
                 raise ConfigError(
@@ -209,22 +209,9 @@ class Orchestrator:
         """The clients whose servers' counters this run reads (each once)."""
         if not self.settings.server_metrics:
             return []
-        models = {model for _, model in _models_of(team)}
+        models = {model for _, model in team.model_uses()}
         unique = {id(c): c for m, c in self.clients.items() if m in models}
         return [c for c in unique.values() if isinstance(c, ReportsServerCounters)]
-
-
-def _models_of(team: Team) -> list[tuple[str, str]]:
-    """(who, model) for every agent, judge and writer of a team."""
-    wanted = [(f"agent {a.name!r}", a.model) for a in team.agents()]
-    for name in team.order():
-        node = team.node(name)
-        if isinstance(node, Aggregate):
-            for attribute in ("model", "judge"):  # a synthesiser's writer, a judge panel
-                value = getattr(node.aggregator, attribute, None)
-                models = [value] if isinstance(value, str) else list(value or ())
-                wanted += [(f"aggregate node {name!r}", m) for m in models]
-    return wanted
 
 
 class _Run:
