@@ -41,7 +41,7 @@ typecheck: setup
 	cd build/typed && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p agentfab
 
 test: setup lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # Every benchmark in benchmarks/, one after another; each prints its figures and a RESULT line.
 bench: setup
