@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from agentfab.agent import Agent
-from agentfab.aggregators.base import Aggregator
+from agentfab.aggregators.base import Aggregator, Needs
 from agentfab.errors import ConfigError
 
 # Tokens reserved for the task and instructions when checking an agent's fan-in.
@@ -62,8 +62,9 @@ def check_aggregator(value: object, who: str) -> None:
         )
     if not isinstance(value, Aggregator):
         raise ConfigError(
-            f"{who}: {value!r} is not an aggregator (it needs a `name` and "
-            "`async aggregate(task, messages, ctx)`)"
+            f"{who}: {value!r} is not an aggregator (it needs a `name`, `needs`, `models()` "
+            "and `async aggregate(task, messages, ctx)`; BaseAggregator gives `needs` and "
+            "`models()`)"
         )
 
 
@@ -133,11 +134,19 @@ class Team:
         for name in self._order:
             node = self.node(name)
             if isinstance(node, Aggregate):
-                for attribute in ("model", "judge"):  # a writer's model, a judge or a panel
-                    value = getattr(node.aggregator, attribute, None)
-                    models = [value] if isinstance(value, str) else list(value or ())
-                    uses += [(f"aggregate node {name!r}", m) for m in models]
+                uses += [(f"aggregate node {name!r}", m) for m in node.aggregator.models()]
         return uses
+
+    def agent_needs(self) -> dict[str, Needs]:
+        """What each agent is asked for beyond its answer: all that the aggregators reading
+        it need (a stated confidence, logprobs)."""
+        needs = {a.name: Needs() for a in self.agents()}
+        for name in self._order:
+            node = self.node(name)
+            if isinstance(node, Aggregate):
+                for agent in (x for x in self.inputs(name) if x in needs):
+                    needs[agent] |= node.aggregator.needs
+        return needs
 
     def order(self) -> list[str]:
         """Nodes in a stable topological order."""

@@ -6,7 +6,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
+from agentfab.aggregators.base import (
+    AggregationContext,
+    BaseAggregator,
+    canonical,
+    vote_note,
+    vote_stats,
+)
 from agentfab.errors import ConfigError
 from agentfab.messages import Message, Task, Usage
 
@@ -21,7 +27,7 @@ def lead(counts: Counter[str]) -> tuple[str | None, int]:
 
 
 @dataclass(frozen=True)
-class AheadByK:
+class AheadByK(BaseAggregator):
     """Decide once an answer leads every other by `k` votes, or at `max_samples`.
 
     The node's inputs are the first votes; then it asks the agents it reads

@@ -76,13 +76,30 @@ class AggregationContext:
         )
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What an aggregator needs from the agents it reads; their calls ask for it."""
+
+    stated_confidence: bool = False
+    """Each agent is asked to state how sure it is (`Message.confidence`)."""
+    logprobs: bool = False
+    """Each agent's call returns token log-probabilities (`details["logprob_confidence"]`)."""
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            stated_confidence=self.stated_confidence or other.stated_confidence,
+            logprobs=self.logprobs or other.logprobs,
+        )
+
+
 @runtime_checkable
 class Aggregator(Protocol):
     """Many messages in, one message out.
 
-    Pure aggregators make no model calls; judge-based and generative ones use
-    `ctx.clients` and report what they spent in the returned message's usage.
-    Implementations must not depend on the order of `messages`.
+    Pure aggregators make no model calls; judge-based and generative ones call through
+    `ctx.chat` the models they name in `models()`, and report what they spent in the
+    returned message's usage. Implementations must not depend on the order of `messages`.
+    `BaseAggregator` gives the defaults: needs nothing, calls no model.
     """
 
     @property
@@ -90,9 +107,32 @@ class Aggregator(Protocol):
         """A short name for traces and reports."""
         ...
 
+    @property
+    def needs(self) -> Needs:
+        """What this aggregator reads from its agents beyond their answers."""
+        ...
+
+    def models(self) -> list[str]:
+        """The models this aggregator calls itself (judges, a writer): a run checks each has
+        a client before its first call. A model chosen at run time from the candidates'
+        own is not listed."""
+        ...
+
     async def aggregate(
         self, task: Task, messages: Sequence[Message], ctx: AggregationContext
     ) -> Message: ...
+
+
+class BaseAggregator:
+    """Defaults for an aggregator: it needs nothing from its agents and calls no model.
+    Subclasses give `name` and `aggregate`, and override what they need."""
+
+    @property
+    def needs(self) -> Needs:
+        return Needs()
+
+    def models(self) -> list[str]:
+        return []
 
 
 def derive_seed(seed: int | None, *parts: object) -> int | None:

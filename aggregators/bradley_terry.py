@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_stats
+from agentfab.aggregators.base import AggregationContext, BaseAggregator, canonical, vote_stats
 from agentfab.aggregators.extract import normalise_text
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest
@@ -78,7 +78,7 @@ class Judgement:
 
 
 @dataclass(frozen=True)
-class BradleyTerry:
+class BradleyTerry(BaseAggregator):
     """Judges compare candidates pairwise; a Bradley-Terry fit picks the winner.
 
     Candidates are the ok messages with text; with `merge`, messages with the
@@ -123,6 +123,10 @@ class BradleyTerry:
             problems.append(f"reputation weights must be finite and >= 0, got {bad}")
         if problems:
             raise ConfigError(f"aggregator {self.name!r}: " + "; ".join(problems))
+
+    def models(self) -> list[str]:
+        """The named judges; peer judges are the candidates' own models."""
+        return [self.judge] if isinstance(self.judge, str) else sorted(set(self.judge or ()))
 
     async def aggregate(
         self, task: Task, messages: Sequence[Message], ctx: AggregationContext

@@ -15,7 +15,14 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
+from agentfab.aggregators.base import (
+    AggregationContext,
+    BaseAggregator,
+    Needs,
+    canonical,
+    vote_note,
+    vote_stats,
+)
 from agentfab.errors import ConfigError
 from agentfab.llm import TokenLogprob
 from agentfab.messages import Message, Task
@@ -120,7 +127,7 @@ def fit_calibration(
 
 
 @dataclass(frozen=True)
-class ConfidenceWeighted:
+class ConfidenceWeighted(BaseAggregator):
     """Each answer's votes weigh by the voters' (calibrated) confidence; the heaviest wins.
 
     `source` is `stated` (the model says how sure it is; agents are asked to)
@@ -139,14 +146,9 @@ class ConfidenceWeighted:
             raise ConfigError(f"confidence source is 'stated' or 'logprob', not {self.source!r}")
 
     @property
-    def asks_confidence(self) -> bool:
-        """The orchestrator asks the agents read by this node to state a confidence."""
-        return self.source == "stated"
-
-    @property
-    def needs_logprobs(self) -> bool:
-        """The orchestrator asks for token log-probabilities of the agents read by this node."""
-        return self.source == "logprob"
+    def needs(self) -> Needs:
+        """A stated confidence, or token log-probabilities, from each agent it reads."""
+        return Needs(stated_confidence=self.source == "stated", logprobs=self.source == "logprob")
 
     def weight(self, message: Message) -> float:
         raw = (

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
+from agentfab.aggregators.base import (
+    AggregationContext,
+    BaseAggregator,
+    canonical,
+    vote_note,
+    vote_stats,
+)
 from agentfab.aggregators.majority import plurality
 from agentfab.errors import ConfigError
 from agentfab.evals.code import CRASHED, behaviour, extract_code, test_inputs
@@ -25,7 +31,7 @@ _CRASHED = json.dumps(CRASHED)
 
 
 @dataclass(frozen=True)
-class ExecutionConsensus:
+class ExecutionConsensus(BaseAggregator):
     """The largest group of same-behaving programs wins; its first answer (by id) is the decision.
 
     The task's `data` must hold a HumanEval-style problem: `prompt`, `entry_point` and

@@ -6,7 +6,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, vote_note, vote_stats
+from agentfab.aggregators.base import (
+    AggregationContext,
+    BaseAggregator,
+    canonical,
+    vote_note,
+    vote_stats,
+)
 from agentfab.messages import Message, Task
 
 
@@ -23,7 +29,7 @@ def plurality(answers: Sequence[str]) -> str | None:
 
 
 @dataclass(frozen=True)
-class Majority:
+class Majority(BaseAggregator):
     """The answer given most often wins; messages without an answer do not vote."""
 
     name: str = "majority"

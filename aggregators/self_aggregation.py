@@ -13,7 +13,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentfab.aggregators.base import AggregationContext, canonical, derive_seed, vote_stats
+from agentfab.aggregators.base import (
+    AggregationContext,
+    BaseAggregator,
+    canonical,
+    derive_seed,
+    vote_stats,
+)
 from agentfab.aggregators.extract import find_answer
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest, ChatResponse
@@ -31,7 +37,7 @@ MIN_CONTEXT_CHARS = 100
 
 
 @dataclass(frozen=True)
-class SelfAggregate:
+class SelfAggregate(BaseAggregator):
     """The candidates go into one prompt; a model writes the answer that replaces them."""
 
     model: str | None = None
@@ -51,6 +57,9 @@ class SelfAggregate:
                 f"{self.name}: context_chars must be at least {MIN_CONTEXT_CHARS}, "
                 f"got {self.context_chars}"
             )
+
+    def models(self) -> list[str]:
+        return [self.model] if self.model else []
 
     async def aggregate(
         self, task: Task, messages: Sequence[Message], ctx: AggregationContext

@@ -61,7 +61,8 @@ from agentfab.evals.sandbox import run_python_async
 from agentfab.evals.suites import Item, Suite, load_suite
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task, Usage
-from agentfab.orchestrator import Budget, Orchestrator, RunSettings
+from agentfab.budget import Budget
+from agentfab.orchestrator import Orchestrator, RunSettings
 from agentfab.pipeline import Pipeline, build_clients, close_clients, load_pipeline
 from agentfab.result import Result
 from agentfab.team import Aggregate, Team

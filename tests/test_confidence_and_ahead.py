@@ -20,6 +20,7 @@ from agentfab.aggregators import (
     logprob_confidence,
     stated_confidence,
 )
+from agentfab.aggregators.base import Needs
 
 TASK = Task(prompt="q")
 
@@ -76,8 +77,8 @@ def test_logprob_source_and_missing_confidence_default() -> None:
     messages = [msg(0, "x", logprob_confidence=0.9), msg(1, "y", logprob_confidence=0.3), msg(2, "y")]
     out = run(ConfidenceWeighted(source="logprob", default=0.1), messages)
     assert out.answer == "x"  # 0.9 against 0.3 + 0.1
-    assert ConfidenceWeighted(source="logprob").needs_logprobs
-    assert ConfidenceWeighted().asks_confidence
+    assert ConfidenceWeighted(source="logprob").needs == Needs(logprobs=True)
+    assert ConfidenceWeighted().needs == Needs(stated_confidence=True)
 
 
 def test_calibration_can_reverse_an_overconfident_agent() -> None:

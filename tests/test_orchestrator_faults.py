@@ -25,6 +25,7 @@ from agentfab import (
     RunSettings,
 )
 from agentfab.aggregators import AheadByK, Majority, SelfAggregate
+from agentfab.aggregators.base import BaseAggregator
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient
 from agentfab.openai_client import OpenAIClient
 from agentfab.serving.scripted import ScriptedServer
@@ -289,7 +290,7 @@ async def test_a_writers_timeout_fails_its_node_not_the_run() -> None:
 
 
 async def test_a_timeout_error_that_is_not_the_deadline_is_not_a_budget_stop() -> None:
-    class Stalls:
+    class Stalls(BaseAggregator):
         name = "stalls"
 
         async def aggregate(self, task: object, messages: object, ctx: object) -> Message:
