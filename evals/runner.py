@@ -31,6 +31,7 @@ from agentfab.agent import Agent
 from agentfab.aggregators.base import AggregationContext, derive_seed, vote_note, vote_stats
 from agentfab.aggregators.execution import ExecutionConsensus
 from agentfab.aggregators.majority import plurality
+from agentfab.budget import Budget
 from agentfab.errors import (
     AgentfabError,
     BackendError,
@@ -61,7 +62,6 @@ from agentfab.evals.sandbox import run_python_async
 from agentfab.evals.suites import Item, Suite, load_suite
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task, Usage
-from agentfab.budget import Budget
 from agentfab.orchestrator import Orchestrator, RunSettings
 from agentfab.pipeline import Pipeline, build_clients, close_clients, load_pipeline
 from agentfab.result import Result
