@@ -1,263 +1,49 @@
-"""What an eval run wrote, and what it says: the results file, the summary and the report.
+"""What an eval run says: the summary, `report.md`, its figures, and runs side by side.
 
-A run's folder holds `run.json` (how it was run), `results.jsonl` (one `ItemRecord` per
-item and sample, written as each finished), and, once it ends, `summary.json`,
-`report.md` and its figures. Everything here is computed from `results.jsonl`, so an
-interrupted run can be reported on too.
+Once a run ends its folder also holds `summary.json`, `report.md` and the figures, all
+computed from `results.jsonl` alone (read by `records.py`), so an interrupted run can be
+reported on too. Nothing here writes or changes a record.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
 from agentfab.errors import ConfigError
 from agentfab.evals.code import pass_at_k
+from agentfab.evals.records import (
+    RESULTS_FILE,
+    Attempt,
+    ItemRecord,
+    Record,
+    RunConfig,
+    read_results,
+    read_run,
+    replace_text,
+)
 from agentfab.evals.stats import correlation_matrix, mean, wilson
-from agentfab.messages import Usage
 
-__all__ = [
-    "AgentAttempt",
-    "Attempt",
-    "Call",
-    "ItemRecord",
-    "Noted",
-    "Rate",
-    "RunConfig",
-    "Sampled",
-    "Summary",
-    "compare_runs",
-    "read_results",
-    "read_run",
-    "summarise",
-    "write_report",
-]
+__all__ = ["Noted", "Rate", "Summary", "compare_runs", "summarise", "write_report"]
 
-RUN_FILE = "run.json"
-RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 FIGURES = ("accuracy.png", "tokens.png", "agreement.png")
-
-ErrorKind = Literal["budget", "quorum", "backend"]
-
-
-# ---- the records a run writes ------------------------------------------------------------
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class RunConfig(_Record):
-    """`run.json`: what was run. A resumed run must match it in pipeline, suite and seed."""
-
-    pipeline: str
-    """The pipeline file as given."""
-    pipeline_name: str
-    pipeline_sha256: str
-    """Of the file's bytes: an edited pipeline is a different run."""
-    team: str
-    """The team in words: topology, output aggregator, agents."""
-    suite: str
-    suite_kind: Literal["choice", "code"]
-    suite_source: str
-    suite_sha256: str | None = None
-    """Of the suite's content: what identifies the suite (None in runs from before it)."""
-    seed: int
-    """Shuffles the options and seeds every team run and baseline."""
-    limit: int | None
-    samples: int
-    """Independent team runs per item."""
-    concurrency: int
-    started: str
-    agentfab: str
-    """The agentfab version."""
-
-
-class Call(_Record):
-    """One model call's prompt, exactly as sent."""
-
-    by: str
-    """The message the call is behind: an agent's (`worker-1@1`), or the node whose judge or
-    writer it was (`hub@1`)."""
-    messages: list[dict[str, str]]
-    """The chat messages: `{"role": ..., "content": ...}`."""
-
-
-class Attempt(_Record):
-    """One configuration's answer to one item."""
-
-    answer: str | None = None
-    """The extracted answer: a letter, or for code the program the decision chose."""
-    text: str = ""
-    correct: bool = False
-    usage: Usage = Usage()
-    latency_s: float = 0.0
-    error: str | None = None
-    check: str | None = None
-    """Code: how the problem's tests ended (`passed`, `failed: ...`, `timeout: ...`)."""
-    details: dict[str, Any] = {}
-    """The decision's diagnostics (votes, agreement, entropy, groups, ...)."""
-    note: str | None = None
-    """How the answer was reached, when that must be said: a tie broken by agent order, a
-    decision carried by a small share, or why there is no answer (`Message.note`)."""
-    prompts: list[Call] = []
-    """The prompt of every call behind this answer: an agent's one call; for the team, its
-    judges' and writers' (each agent's is in `ItemRecord.agents`); every baseline request."""
-
-
-class AgentAttempt(Attempt):
-    """One agent message of the team's run."""
-
-    id: str
-    name: str
-    round: int
-
-
-class Sampled(Attempt):
-    """Self-consistency: one agent sampled up to the team's tokens, then a vote."""
-
-    samples: int = 0
-    requests: int = 0
-    budget: int = 0
-    """The team's tokens on this item, which the samples were matched to."""
-    answers: list[str | None] = []
-    texts: list[str] = []
-
-
-class ItemRecord(_Record):
-    """One line of `results.jsonl`: one item, one team sample, and its baselines."""
-
-    item: str
-    sample: int = 0
-    kind: Literal["choice", "code"]
-    question: str = ""
-    """The question as every agent was asked it (code: with the instruction before it)."""
-    choices: list[str] | None = None
-    """The options in the order shown, lettered A, B, C, ... (choice)."""
-    reference: str | None = None
-    """The correct letter (choice); None for code, which its tests judge."""
-    team: Attempt
-    agents: list[AgentAttempt] = []
-    """Every agent message of the team's run, in the run's order."""
-    single: Attempt
-    """The team's first agent alone, one sample."""
-    self_consistency: Sampled
-    oracle: bool = False
-    """Whether some agent of the team's last round was right."""
-    oracle_k: int | None = None
-    """How many answers the oracle looked at: the last round's agents that did not fail
-    (None in files from before it was recorded)."""
-    error: str | None = None
-    """Why the team's run failed; the item then counts as wrong."""
-    error_kind: ErrorKind | None = None
-    """`backend` failures (no model answered) are asked again by --resume."""
-    wall_s: float = 0.0
-    finished: str = ""
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.item, self.sample
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """The records of a results file, and what reading it had to leave out."""
-
-    records: list[ItemRecord]
-    truncated: bool
-    """The last line was cut short (a run killed mid-write) and was ignored."""
-    duplicates: int
-    """Lines repeating an (item, sample) already read; the first is kept."""
-    unterminated: bool = False
-    """The file does not end with a newline: a record appended now would join its last line."""
-
-    @property
-    def tidy(self) -> bool:
-        """The file holds exactly its records, one per ended line: safe to append to."""
-        return not (self.truncated or self.duplicates or self.unterminated)
-
-
-def read_run(folder: Path) -> RunConfig:
-    path = folder / RUN_FILE
-    try:
-        return RunConfig.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"{folder}: not an eval run (no {RUN_FILE})") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
-    except ValidationError as error:
-        raise ConfigError(f"{path}: not a run description ({_first_problem(error)})") from None
-
-
-def read_results(path: Path) -> Loaded:
-    """Every complete record; a cut-short last line is left out, a bad line elsewhere is a
-    ConfigError naming it.
-
-    A line is written in one piece ending with its newline, so a kill mid-write leaves a
-    last line that is not JSON. A last line that is complete JSON without its newline is
-    kept (the kill fell between the two); any other bad line is not ours to drop.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Loaded([], False, 0)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
-    lines = data.split(b"\n")  # the last piece is b"" when the file ends with a newline
-    records: dict[tuple[str, int], ItemRecord] = {}
-    duplicates, truncated = 0, False
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        record = _parse_line(raw)
-        if isinstance(record, str):
-            if number == len(lines) and _cut_short(raw):
-                truncated = True
-                break
-            raise ConfigError(f"{path}:{number}: not a result line ({record})")
-        if record.key in records:
-            duplicates += 1
-            continue
-        records[record.key] = record
-    unterminated = not data.endswith(b"\n") and bool(data)
-    return Loaded(list(records.values()), truncated, duplicates, unterminated)
-
-
-def _cut_short(raw: bytes) -> bool:
-    try:
-        json.loads(raw)
-    except ValueError:  # UnicodeDecodeError too: a cut can split a character
-        return True
-    return False
-
-
-def _parse_line(raw: bytes) -> ItemRecord | str:
-    """The record, or what is wrong with the line."""
-    try:
-        return ItemRecord.model_validate_json(raw)
-    except ValidationError as error:
-        return _first_problem(error)
-
-
-def _first_problem(error: ValidationError) -> str:
-    item = error.errors()[0]
-    where = ".".join(map(str, item["loc"]))
-    return f"{where}: {item['msg']}" if where else str(item["msg"])
 
 
 # ---- the summary ---------------------------------------------------------------------------
 
 
-class Rate(_Record):
+# BaseModel is named again so that linters know this as a pydantic model.
+class _Part(Record, BaseModel):
+    """A part of the summary: frozen, as every record a run writes."""
+
+
+class Rate(_Part):
     """How often one configuration was right, and what it cost."""
 
     name: str
@@ -276,7 +62,7 @@ class Rate(_Record):
     """With several samples per item: the unbiased pass@k, e.g. {"pass@5": 0.4}."""
 
 
-class Split(_Record):
+class Split(_Part):
     """The team's decisions with one vote pattern, e.g. "2+1": two agreed, one did not."""
 
     votes: str
@@ -288,7 +74,7 @@ class Split(_Record):
     team_accuracy: float
 
 
-class Noted(_Record):
+class Noted(_Part):
     """A team decision whose note must be read with it (a tie, a small share, no answer)."""
 
     item: str
@@ -298,7 +84,7 @@ class Noted(_Record):
     correct: bool
 
 
-class Summary(_Record):
+class Summary(_Part):
     """`summary.json`."""
 
     run: RunConfig | None
@@ -497,16 +283,6 @@ def _write_text(path: Path, text: str) -> None:
         replace_text(path, text)
     except OSError as error:
         raise ConfigError(f"{path}: cannot write ({error.strerror})") from None
-
-
-def replace_text(path: Path, text: str) -> None:
-    """`path` holds `text`, on disk, in one step: never half of it after a crash."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def markdown(summary: Summary, figures: Sequence[str] | str) -> str:

@@ -42,7 +42,7 @@ from agentfab.errors import (
     first_error,
 )
 from agentfab.evals.code import extract_code, humaneval_program
-from agentfab.evals.report import (
+from agentfab.evals.records import (
     RESULTS_FILE,
     RUN_FILE,
     AgentAttempt,
@@ -52,12 +52,11 @@ from agentfab.evals.report import (
     ItemRecord,
     RunConfig,
     Sampled,
-    Summary,
     read_results,
     read_run,
     replace_text,
-    write_report,
 )
+from agentfab.evals.report import Summary, write_report
 from agentfab.evals.sandbox import run_python_async
 from agentfab.evals.suites import Item, Suite, load_suite
 from agentfab.llm import LLMClient

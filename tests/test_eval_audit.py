@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentfab import ConfigError
-from agentfab.evals.report import RESULTS_FILE
+from agentfab.evals.records import RESULTS_FILE
 from agentfab.evals.runner import evaluate, plan_eval
 from tests.test_cli import agentfab
 from tests.test_eval_runner import Agents, letter_of, lines, options

@@ -21,18 +21,16 @@ import pytest
 from agentfab import BackendError, ChatRequest, ChatResponse, Completion, ConfigError
 from agentfab.aggregators import vote_stats
 from agentfab.evals import load_suite, phi, wilson
-from agentfab.evals.report import (
+from agentfab.evals.records import (
     RESULTS_FILE,
     AgentAttempt,
     Attempt,
     ItemRecord,
     RunConfig,
     Sampled,
-    compare_runs,
     read_results,
-    summarise,
-    write_report,
 )
+from agentfab.evals.report import compare_runs, summarise, write_report
 from agentfab.evals.runner import EvalOptions, evaluate, plan_eval
 from agentfab.evals.stats import correlation_matrix
 from agentfab.messages import Usage
