@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from agentfab.aggregators import (
     SelfAggregate,
     normalise_text,
 )
+from agentfab.evals.stats import wilson
 from agentfab.llm import LLMClient
 from agentfab.serving.embedded import EmbeddedClient
 from agentfab.topologies import star
@@ -94,16 +94,6 @@ async def one_question(
     ahead = await Orchestrator(clients, settings).run(ahead_team, task)
     scores["ahead-by-2"] = (is_right(ahead.answer, aliases), ahead.usage.total_tokens)
     return scores
-
-
-def wilson(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of an accuracy."""
-    if n == 0:
-        return 0.0, 0.0
-    p = right / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def report(rows: list[dict[str, tuple[bool, int]]], seconds: float) -> None:
