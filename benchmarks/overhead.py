@@ -67,7 +67,7 @@ class Measurement:
 
 @contextmanager
 def scripted_server() -> Iterator[str]:
-    command = [sys.executable, "-m", "agentfab.serving.scripted", "--reply", "Answer: B"]
+    command = [sys.executable, "-m", "agentfab.serving.stand_in_server", "--reply", "Answer: B"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agentfab.serving.scripted import Fault, ScriptedServer
+from agentfab.serving.stand_in_server import Fault, StandInServer
 from tests.test_cli import agentfab
 
 CITIES = {"One.": "rome", "Two.": "oslo", "Three.": "bern", "Four.": "lima", "Five.": "kiev"}
@@ -35,7 +35,7 @@ def by_role(body: Mapping[str, Any]) -> str:
     return next(f"Answer: {c}" for role, c in CITIES.items() if prompt.endswith(role))
 
 
-def serving(server: ScriptedServer) -> Iterator[str]:
+def serving(server: StandInServer) -> Iterator[str]:
     """`server` in a thread with its own event loop, for as long as the test runs."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -59,13 +59,13 @@ def pipeline(tmp_path: Path, url: str) -> str:
 
 @pytest.fixture
 def ties() -> Iterator[str]:
-    yield from serving(ScriptedServer(by_role))
+    yield from serving(StandInServer(by_role))
 
 
 @pytest.fixture
 def broken() -> Iterator[str]:
     fault: Fault = 500
-    yield from serving(ScriptedServer(then=fault))
+    yield from serving(StandInServer(then=fault))
 
 
 def test_a_tie_is_flagged_where_the_answer_is_printed(ties: str, tmp_path: Path) -> None:

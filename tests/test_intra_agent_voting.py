@@ -16,7 +16,7 @@ from typing import Any
 from agentfab import Agent, Orchestrator, RunSettings
 from agentfab.aggregators import Majority
 from agentfab.openai_client import OpenAIClient
-from agentfab.serving.scripted import ScriptedServer
+from agentfab.serving.stand_in_server import StandInServer
 from agentfab.topologies import star
 
 DEADLINE = 60
@@ -38,8 +38,8 @@ def agent(name: str, samples: int) -> Agent:
     return Agent(name=name, role=f"You are {name}.", samples=samples, max_tokens=16)
 
 
-async def run(replies: Samples, agents: list[Agent]) -> tuple[Any, ScriptedServer]:
-    server = ScriptedServer(replies)
+async def run(replies: Samples, agents: list[Agent]) -> tuple[Any, StandInServer]:
+    server = StandInServer(replies)
     async with server as base_url, OpenAIClient(base_url, retries=0) as client:
         async with asyncio.timeout(DEADLINE):
             result = await Orchestrator({"default": client}, RunSettings(seed=0)).run(

@@ -21,7 +21,7 @@ from agentfab import openai_client
 from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest, TokenLogprob
 from agentfab.openai_client import OpenAIClient, counting_calls, retry_delay
-from agentfab.serving.scripted import Fault, ScriptedServer
+from agentfab.serving.stand_in_server import Fault, StandInServer
 
 QUESTION = ChatRequest(messages=[{"role": "user", "content": "Which is largest?"}], model="m")
 
@@ -45,7 +45,7 @@ def closed_port() -> int:
 
 
 async def test_samples_logprobs_and_usage_are_parsed() -> None:
-    server = ScriptedServer("Answer: B")
+    server = StandInServer("Answer: B")
     request = ChatRequest(
         messages=QUESTION.messages,
         model="m",
@@ -72,14 +72,14 @@ async def test_samples_logprobs_and_usage_are_parsed() -> None:
 
 
 async def test_no_logprobs_unless_asked() -> None:
-    async with ScriptedServer() as base_url, OpenAIClient(base_url) as client:
+    async with StandInServer() as base_url, OpenAIClient(base_url) as client:
         response = await client.chat(QUESTION)
     assert response.completions[0].logprobs is None
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 async def test_transient_statuses_are_retried(status: int) -> None:
-    server = ScriptedServer(faults=[status, status])
+    server = StandInServer(faults=[status, status])
     async with server as base_url, fast_client(base_url, retries=3) as client:
         response = await client.chat(QUESTION)
     assert response.completions[0].text == "Answer: B"
@@ -87,7 +87,7 @@ async def test_transient_statuses_are_retried(status: int) -> None:
 
 
 async def test_retries_are_bounded() -> None:
-    server = ScriptedServer(faults=[500] * 5)
+    server = StandInServer(faults=[500] * 5)
     async with server as base_url, fast_client(base_url, retries=2) as client:
         with pytest.raises(BackendError) as caught:
             await client.chat(QUESTION)
@@ -97,7 +97,7 @@ async def test_retries_are_bounded() -> None:
 
 
 async def test_client_errors_are_not_retried() -> None:
-    server = ScriptedServer(faults=[400])
+    server = StandInServer(faults=[400])
     async with server as base_url, fast_client(base_url) as client:
         with pytest.raises(BackendError) as caught:
             await client.chat(QUESTION)
@@ -120,7 +120,7 @@ async def test_connection_refused_names_the_endpoint(
 async def test_a_hanging_server_times_out(
     transport: Callable[[], httpx.AsyncBaseTransport | None],
 ) -> None:
-    server = ScriptedServer(faults=["hang", "hang"])
+    server = StandInServer(faults=["hang", "hang"])
     async with server as base_url:
         client = fast_client(base_url, timeout_s=0.2, retries=1, transport=transport())
         async with client:
@@ -134,7 +134,7 @@ async def test_a_hanging_server_times_out(
 async def test_a_dropped_connection_is_retried(
     transport: Callable[[], httpx.AsyncBaseTransport | None],
 ) -> None:
-    server = ScriptedServer(faults=["drop"])
+    server = StandInServer(faults=["drop"])
     async with server as base_url, fast_client(base_url, transport=transport()) as client:
         response = await client.chat(QUESTION)
     assert response.completions[0].text == "Answer: B"
@@ -142,14 +142,14 @@ async def test_a_dropped_connection_is_retried(
 
 
 async def test_concurrency_limit_is_honoured() -> None:
-    server = ScriptedServer(latency_s=0.05)
+    server = StandInServer(latency_s=0.05)
     async with server as base_url, OpenAIClient(base_url, max_concurrency=4) as client:
         await asyncio.gather(*(client.chat(QUESTION) for _ in range(20)))
     assert server.max_in_flight == 4
 
 
 async def test_structured_choice_is_sent() -> None:
-    server = ScriptedServer("I would say Jupiter")
+    server = StandInServer("I would say Jupiter")
     request = ChatRequest(messages=QUESTION.messages, model="m", choices=["A", "B"])
     async with server as base_url, OpenAIClient(base_url) as client:
         response = await client.chat(request)
@@ -158,7 +158,7 @@ async def test_structured_choice_is_sent() -> None:
 
 
 async def test_structured_choice_falls_back_to_prompting_once_rejected() -> None:
-    server = ScriptedServer(reject_fields=["structured_outputs"])
+    server = StandInServer(reject_fields=["structured_outputs"])
     request = ChatRequest(messages=QUESTION.messages, model="m", choices=["A", "B"])
     async with server as base_url, fast_client(base_url) as client:
         first = await client.chat(request)
@@ -168,7 +168,7 @@ async def test_structured_choice_falls_back_to_prompting_once_rejected() -> None
 
 
 async def test_structured_choice_can_be_switched_off() -> None:
-    server = ScriptedServer()
+    server = StandInServer()
     request = ChatRequest(messages=QUESTION.messages, model="m", choices=["A", "B"])
     async with (
         server as base_url,
@@ -179,14 +179,14 @@ async def test_structured_choice_can_be_switched_off() -> None:
 
 
 async def test_the_served_name_replaces_the_requested_model() -> None:
-    server = ScriptedServer()
+    server = StandInServer()
     async with server as base_url, OpenAIClient(base_url, model="served") as client:
         await client.chat(QUESTION)
     assert server.requests[0]["model"] == "served"
 
 
 async def test_list_models() -> None:
-    async with ScriptedServer(model="smol") as base_url, OpenAIClient(base_url) as client:
+    async with StandInServer(model="smol") as base_url, OpenAIClient(base_url) as client:
         assert await client.list_models() == ["smol"]
 
 
@@ -223,7 +223,7 @@ async def test_a_malformed_answer_is_a_backend_error() -> None:
 async def test_every_request_a_server_may_have_run_is_a_call(
     faults: list[Fault], calls: int
 ) -> None:
-    server = ScriptedServer(faults=faults)
+    server = StandInServer(faults=faults)
     async with server as base_url, fast_client(base_url, timeout_s=0.2, retries=1) as client:
         async with asyncio.timeout(20):
             with counting_calls() as sent:
@@ -239,7 +239,7 @@ async def test_requests_that_never_connected_are_no_calls() -> None:
 
 
 async def test_concurrent_calls_count_their_own_requests() -> None:
-    server = ScriptedServer(faults=["hang"])
+    server = StandInServer(faults=["hang"])
     async with server as base_url, fast_client(base_url, timeout_s=0.2, retries=1) as client:
 
         async def counted() -> int:
@@ -259,7 +259,7 @@ async def test_concurrent_calls_count_their_own_requests() -> None:
 async def test_a_429_carries_the_servers_retry_after(
     header: str | None, seconds: float | None
 ) -> None:
-    server = ScriptedServer(faults=[429], retry_after=header)
+    server = StandInServer(faults=[429], retry_after=header)
     async with server as base_url, fast_client(base_url, retries=0) as client:
         with pytest.raises(BackendError, match="HTTP 429") as caught:
             await client.chat(QUESTION)
@@ -269,7 +269,7 @@ async def test_a_429_carries_the_servers_retry_after(
 
 async def test_retry_after_may_be_a_date() -> None:
     when = datetime.now(UTC) + timedelta(seconds=120)
-    server = ScriptedServer(faults=[429], retry_after=email.utils.format_datetime(when, True))
+    server = StandInServer(faults=[429], retry_after=email.utils.format_datetime(when, True))
     async with server as base_url, fast_client(base_url, retries=0) as client:
         with pytest.raises(BackendError) as caught:
             await client.chat(QUESTION)
@@ -284,7 +284,7 @@ async def test_the_client_waits_as_a_429_asks(monkeypatch: pytest.MonkeyPatch) -
         return 0.0
 
     monkeypatch.setattr(openai_client, "retry_delay", no_wait)
-    server = ScriptedServer(faults=[429, 500], retry_after="3")
+    server = StandInServer(faults=[429, 500], retry_after="3")
     async with server as base_url, fast_client(base_url, retries=2) as client:
         await client.chat(QUESTION)
     assert waits == [3.0, None]  # a 500 without Retry-After: the client's own backoff
@@ -301,14 +301,14 @@ UNCLOSED_CLIENT = """
 import asyncio, sys
 from agentfab.llm import ChatRequest
 from agentfab.openai_client import OpenAIClient
-from agentfab.serving.scripted import ScriptedServer
+from agentfab.serving.stand_in_server import StandInServer
 
 QUESTION = ChatRequest(messages=[{"role": "user", "content": "2+2?"}], model="m")
 client = OpenAIClient(f"http://127.0.0.1:{sys.argv[1]}/v1")  # never closed
 
 
 async def ask() -> str:
-    async with ScriptedServer("Answer: 4", port=int(sys.argv[1])):
+    async with StandInServer("Answer: 4", port=int(sys.argv[1])):
         return (await client.chat(QUESTION)).completions[0].text
 
 

@@ -28,7 +28,7 @@ from agentfab.aggregators import AheadByK, Majority, SelfAggregate
 from agentfab.aggregators.base import BaseAggregator
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient
 from agentfab.openai_client import OpenAIClient
-from agentfab.serving.scripted import ScriptedServer
+from agentfab.serving.stand_in_server import StandInServer
 from agentfab.topologies import chain, star
 from tests.scripted import ScriptedClient, by_role
 
@@ -220,7 +220,7 @@ def answers(*texts: str) -> Any:
 
 
 async def test_ahead_by_k_ends_with_what_it_has_once_its_samples_fail() -> None:
-    server = ScriptedServer("Answer: B", faults=[None], then=500)  # one answer, then 500s
+    server = StandInServer("Answer: B", faults=[None], then=500)  # one answer, then 500s
     team = star(workers("r0"), AheadByK(k=2, max_samples=10))
     async with server as base_url, OpenAIClient(base_url, retries=0) as client:
         async with asyncio.timeout(DEADLINE):
@@ -234,7 +234,7 @@ async def test_ahead_by_k_ends_with_what_it_has_once_its_samples_fail() -> None:
 
 
 async def test_ahead_by_k_stops_sampling_once_the_budget_refuses_a_call() -> None:
-    server = ScriptedServer(answers("Answer: x", "Answer: y"))
+    server = StandInServer(answers("Answer: x", "Answer: y"))
     team = star(workers("r0"), AheadByK(k=3, max_samples=10))
     settings = RunSettings(budget=Budget(max_calls=2))
     async with server as base_url, OpenAIClient(base_url, retries=0) as client:
@@ -266,7 +266,7 @@ class Deadlined:
 
 @pytest.mark.parametrize("max_seconds", [None, 600.0])
 async def test_a_clients_timeout_fails_its_agent_not_the_run(max_seconds: float | None) -> None:
-    server = ScriptedServer("Answer: B", faults=["hang"])  # one of the three calls hangs
+    server = StandInServer("Answer: B", faults=["hang"])  # one of the three calls hangs
     team = star(workers("r0", "r1", "r2"), Majority())
     settings = RunSettings(budget=Budget(max_seconds=max_seconds))
     async with server as base_url, OpenAIClient(base_url) as inner:
@@ -280,7 +280,7 @@ async def test_a_clients_timeout_fails_its_agent_not_the_run(max_seconds: float 
 
 
 async def test_a_writers_timeout_fails_its_node_not_the_run() -> None:
-    agents, writer = ScriptedServer("Answer: B"), ScriptedServer(faults=["hang"])
+    agents, writer = StandInServer("Answer: B"), StandInServer(faults=["hang"])
     team = star(workers("r0"), SelfAggregate(model="writer"))
     async with agents as a, writer as w, OpenAIClient(a) as client, OpenAIClient(w) as slow:
         clients: dict[str, LLMClient] = {"default": client, "writer": Deadlined(slow, 0.2)}

@@ -17,7 +17,7 @@ from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest
 from agentfab.openai_client import counting_calls
 from agentfab.replicas import ReplicaPool
-from agentfab.serving.scripted import ScriptedServer
+from agentfab.serving.stand_in_server import StandInServer
 from agentfab.topologies import star
 from tests.test_openai_client import closed_port
 
@@ -31,7 +31,7 @@ def pool(*urls: str, **options: object) -> ReplicaPool:
 
 
 async def test_concurrent_requests_spread_by_outstanding_count() -> None:
-    slow, fast = ScriptedServer(latency_s=0.3), ScriptedServer(latency_s=0.01)
+    slow, fast = StandInServer(latency_s=0.3), StandInServer(latency_s=0.01)
     async with slow as a, fast as b, pool(a, b) as replicas:
         await asyncio.gather(*(replicas.chat(QUESTION) for _ in range(4)))  # 2 and 2 at once
         assert (len(slow.requests), len(fast.requests)) == (2, 2)
@@ -44,7 +44,7 @@ async def test_concurrent_requests_spread_by_outstanding_count() -> None:
 
 
 async def test_a_dropped_connection_is_resent_to_the_other_replica_once() -> None:
-    failing, healthy = ScriptedServer(faults=["drop"]), ScriptedServer()
+    failing, healthy = StandInServer(faults=["drop"]), StandInServer()
     async with failing as a, healthy as b, pool(a, b) as replicas:
         response = await replicas.chat(QUESTION)
         assert response.completions[0].text == "Answer: B"
@@ -55,7 +55,7 @@ async def test_a_dropped_connection_is_resent_to_the_other_replica_once() -> Non
 
 async def test_a_dead_replica_is_skipped_and_revived_by_the_health_check() -> None:
     port = closed_port()
-    healthy = ScriptedServer()
+    healthy = StandInServer()
     async with healthy as b:
         replicas = pool(f"http://127.0.0.1:{port}/v1", b, health_interval_s=0.05)
         async with replicas:
@@ -63,7 +63,7 @@ async def test_a_dead_replica_is_skipped_and_revived_by_the_health_check() -> No
                 await replicas.chat(QUESTION)
             dead, alive = replicas.replicas
             assert (dead.failed, dead.answered, alive.answered) == (1, 0, 4)
-            revived = ScriptedServer(port=port)
+            revived = StandInServer(port=port)
             async with revived:
                 for _ in range(100):  # the health check notices it answers again
                     if dead.up:
@@ -83,12 +83,12 @@ def test_a_pool_used_from_a_second_event_loop_checks_health_there() -> None:
     dead = replicas.replicas[0]
 
     async def first_run() -> None:
-        async with ScriptedServer(port=healthy_port):
+        async with StandInServer(port=healthy_port):
             await replicas.chat(QUESTION)
         assert not dead.up
 
     async def second_run() -> None:
-        async with ScriptedServer(port=dead_port), ScriptedServer(port=healthy_port):
+        async with StandInServer(port=dead_port), StandInServer(port=healthy_port):
             await replicas.chat(QUESTION)
             for _ in range(100):  # only a health check running on this loop revives it
                 if dead.up:
@@ -102,7 +102,7 @@ def test_a_pool_used_from_a_second_event_loop_checks_health_there() -> None:
 
 
 async def test_a_bad_request_is_not_failed_over() -> None:
-    first, second = ScriptedServer(faults=[400]), ScriptedServer()
+    first, second = StandInServer(faults=[400]), StandInServer()
     async with first as a, second as b, pool(a, b) as replicas:
         with pytest.raises(BackendError, match="HTTP 400"):
             await replicas.chat(QUESTION)
@@ -118,7 +118,7 @@ async def test_every_replica_down_ends_in_one_error_naming_them() -> None:
 
 
 async def test_with_every_replica_down_the_tries_go_round_them() -> None:
-    first, second = ScriptedServer(then=500), ScriptedServer(then=500)
+    first, second = StandInServer(then=500), StandInServer(then=500)
     async with first as a, second as b, pool(a, b, retries=4) as replicas:
         with pytest.raises(BackendError, match="no replica answered after 6 attempts"):
             async with asyncio.timeout(DEADLINE):
@@ -137,7 +137,7 @@ async def test_a_429_waits_as_asked_and_leaves_the_replica_up(
         return 0.0
 
     monkeypatch.setattr(replicas_module, "retry_delay", no_wait)
-    busy = ScriptedServer(faults=[429, 429], retry_after="7")
+    busy = StandInServer(faults=[429, 429], retry_after="7")
     async with busy as a, pool(a) as replicas, asyncio.timeout(DEADLINE):
         with counting_calls() as sent:
             response = await replicas.chat(QUESTION)
@@ -149,7 +149,7 @@ async def test_a_429_waits_as_asked_and_leaves_the_replica_up(
 
 
 async def test_a_429_spares_the_replica_for_later_requests() -> None:
-    busy, other = ScriptedServer(faults=[429]), ScriptedServer()
+    busy, other = StandInServer(faults=[429]), StandInServer()
     async with busy as a, other as b, pool(a, b) as replicas, asyncio.timeout(DEADLINE):
         await replicas.chat(QUESTION)  # 429 from the first, answered by the second
         await asyncio.gather(*(replicas.chat(QUESTION) for _ in range(2)))
@@ -157,7 +157,7 @@ async def test_a_429_spares_the_replica_for_later_requests() -> None:
 
 
 async def test_a_long_retry_after_is_bounded() -> None:
-    busy = ScriptedServer(faults=[429], retry_after="3600")
+    busy = StandInServer(faults=[429], retry_after="3600")
     async with busy as a, pool(a, max_backoff_s=0.01) as replicas:
         async with asyncio.timeout(DEADLINE):  # an unbounded wait fails here
             response = await replicas.chat(QUESTION)
@@ -165,7 +165,7 @@ async def test_a_long_retry_after_is_bounded() -> None:
 
 
 async def test_a_call_resent_after_a_timeout_is_a_second_call() -> None:
-    hanging, healthy = ScriptedServer(faults=["hang"]), ScriptedServer()
+    hanging, healthy = StandInServer(faults=["hang"]), StandInServer()
     async with hanging as a, healthy as b, pool(a, b, timeout_s=0.2) as replicas:
         async with asyncio.timeout(DEADLINE):
             with counting_calls() as sent:
@@ -177,7 +177,7 @@ async def test_a_call_resent_after_a_timeout_is_a_second_call() -> None:
 
 
 async def test_a_run_counts_the_calls_its_pool_resent() -> None:
-    hanging, healthy = ScriptedServer(faults=["hang"]), ScriptedServer()
+    hanging, healthy = StandInServer(faults=["hang"]), StandInServer()
     team = star([Agent(name="solo")], Majority())
     async with hanging as a, healthy as b, pool(a, b, timeout_s=0.2) as replicas:
         async with asyncio.timeout(DEADLINE):
@@ -187,7 +187,7 @@ async def test_a_run_counts_the_calls_its_pool_resent() -> None:
 
 
 async def test_a_pool_whose_replicas_stay_busy_says_so() -> None:
-    busy = ScriptedServer(then=429, retry_after="0")
+    busy = StandInServer(then=429, retry_after="0")
     async with busy as a, pool(a, retries=2) as replicas:
         with pytest.raises(BackendError, match=r"after 3 attempts; last: .*HTTP 429") as caught:
             async with asyncio.timeout(DEADLINE):

@@ -1,23 +1,24 @@
-"""A scripted OpenAI-compatible server, for conditions a real server cannot produce on demand.
+"""A stand-in for a model server: OpenAI-compatible, it answers from a script, not a model.
 
-Fault injection (errors, dropped connections, hangs) and overhead measurement need a server
-whose behaviour is known exactly; everything else is tested against real models (DESIGN.md).
+Only for conditions a real server cannot produce on demand: fault injection (errors,
+dropped connections, hangs) and overhead measurement need a server whose behaviour is known
+exactly; everything else is tested against real models (docs/ARCHITECTURE.md).
 It speaks the real wire format: `GET /v1/models` and `POST /v1/chat/completions` with
 `choices[i].message.content`, `finish_reason`, `usage` and, when asked, `logprobs.content`.
 
 In process::
 
-    server = ScriptedServer(reply="Answer: B", faults=[500, "drop"])
+    server = StandInServer(reply="Answer: B", faults=[500, "drop"])
     async with server as base_url:      # http://127.0.0.1:<free port>/v1
         ...
     assert len(server.requests) == 3
 
-    ScriptedServer(faults=[None], then=500)   # answers once, then fails every request
+    StandInServer(faults=[None], then=500)   # answers once, then fails every request
 
 As a separate process (keeps the server's CPU out of a client's measurement); it prints
 `READY <base_url>` on stdout once it accepts connections::
 
-    python -m agentfab.serving.scripted --port 0 --reply "Answer: B"
+    python -m agentfab.serving.stand_in_server --port 0 --reply "Answer: B"
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-__all__ = ["Fault", "Reply", "ScriptedServer", "main"]
+__all__ = ["Fault", "Reply", "StandInServer", "main"]
 
 Fault = int | Literal["drop", "hang"]
 """What one chat request meets instead of an answer: an HTTP status (500, 429, 400...),
@@ -46,7 +47,7 @@ Reply = str | Callable[[Mapping[str, Any]], str]
 _TOKEN = re.compile(r"\s*\S+")
 
 
-class ScriptedServer:
+class StandInServer:
     """An OpenAI-compatible server on 127.0.0.1 whose answers and faults are scripted."""
 
     def __init__(
@@ -215,7 +216,7 @@ def _logprobs(tokens: list[str], top: int) -> list[dict[str, Any]]:
     ]
 
 
-async def _serve_forever(server: ScriptedServer) -> None:
+async def _serve_forever(server: StandInServer) -> None:
     print("READY", await server.start(), flush=True)
     try:
         await asyncio.Event().wait()
@@ -231,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--model", default="scripted")
     args = parser.parse_args(argv)
-    server = ScriptedServer(
+    server = StandInServer(
         args.reply,
         latency_s=args.latency,
         model=args.model,
