@@ -1,10 +1,11 @@
 """Benchmark suites: multiple-choice items in GPQA's layout and HumanEval code problems.
 
-A suite is a known name (`SUITES`) or a `.csv` / `.jsonl` file. Multiple-choice options are
-shuffled per item with a seed derived from (seed, item id), so the correct answer is not
-always first and a rerun shows the same order. Every fault in a file is a one-line
-`ConfigError` naming the file and line. A suite is identified by the sha256 of its content,
-not by its name: two `mc.jsonl` in different folders are different suites.
+A suite is a known name (`SUITES`), a `.csv` / `.jsonl` file, or a function of your own
+named `package.module:function` that returns the records a `.jsonl` file would hold.
+Multiple-choice options are shuffled per item with a seed derived from (seed, item id), so
+the correct answer is not always first and a rerun shows the same order. Every fault in a
+file is a one-line `ConfigError` naming the file and line. A suite is identified by the
+sha256 of its content, not by its name: two `mc.jsonl` in different folders differ.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import io
 import json
 import random
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Literal, NoReturn
 
 from agentfab.errors import ConfigError
 from agentfab.messages import Task
+from agentfab.references import is_reference, resolve
 
 Kind = Literal["choice", "code"]
 
@@ -125,6 +127,8 @@ def _load(spec: str, seed: int) -> Suite:
     path = Path(spec)
     if path.suffix in (".csv", ".jsonl") or path.is_file():
         return _load_file(path, seed)
+    if is_reference(spec):
+        return _load_python(spec, seed)
     raise ConfigError(_unknown_suite(spec))
 
 
@@ -132,7 +136,10 @@ def _unknown_suite(spec: str) -> str:
     known = ", ".join(sorted(SUITES))
     close = difflib.get_close_matches(spec, SUITES, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown suite {spec!r}{hint} (known: {known}; or a .csv/.jsonl file)"
+    return (
+        f"unknown suite {spec!r}{hint} (known: {known}; or a .csv/.jsonl file, or "
+        "package.module:function for your own)"
+    )
 
 
 def _load_file(path: Path, seed: int) -> Suite:
@@ -305,10 +312,16 @@ def _unique(items: list[tuple[int, Item]], name: str) -> tuple[Item, ...]:
 
 
 def _parse_jsonl(text: str, name: str, seed: int) -> tuple[Kind, tuple[Item, ...]]:
-    stem = Path(name).stem
+    return _records_to_items(_jsonl_records(text, name), name, Path(name).stem, seed)
+
+
+def _records_to_items(
+    records: Iterable[tuple[int, Mapping[str, Any]]], name: str, stem: str, seed: int
+) -> tuple[Kind, tuple[Item, ...]]:
+    """Items from numbered records, each what one line of a .jsonl suite holds."""
     items: list[tuple[int, Item]] = []
     kind: Kind | None = None
-    for line, record in _jsonl_records(text, name):
+    for line, record in records:
         where = _At(name, line)
         this = _jsonl_kind(record, where)
         if kind is not None and this != kind:
@@ -428,6 +441,34 @@ def _load_humaneval() -> Suite:
         ) from None
     kind, items = _parse_jsonl(text, "HumanEval.jsonl.gz", seed=0)  # code is not shuffled
     return Suite("humaneval", kind, items, str(resource), _digest(text))
+
+
+# --- your own -----------------------------------------------------------------------------
+
+
+def _load_python(ref: str, seed: int) -> Suite:
+    """A suite of your own: `ref` names a function of no arguments that returns its records,
+    each a dict as one line of a .jsonl suite holds ({question, choices, answer}, GPQA's
+    fields, or a HumanEval problem). They are checked as a file's lines are; the suite is
+    identified by the sha256 of their canonical JSON."""
+    load = resolve(ref)
+    if not callable(load):
+        raise ConfigError(f"suite {ref!r} is a {type(load).__name__}, not a function")
+    try:
+        records = list(load())
+    except Exception as error:  # the user's code: one line saying how it failed
+        problem = " ".join(str(error).split())
+        raise ConfigError(f"suite {ref!r}: {type(error).__name__}: {problem}") from None
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, Mapping):
+            _fail(_At(ref, number), f"expected a dict, got {type(record).__name__}")
+    try:
+        text = "\n".join(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in records)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"suite {ref!r}: a record is not plain JSON data: {error}") from None
+    name = ref.rpartition(":")[2]
+    kind, items = _records_to_items(enumerate(records, 1), ref, name, seed)
+    return Suite(name, kind, items, ref, _digest(text))
 
 
 # --- the Hugging Face hub ----------------------------------------------------------------
