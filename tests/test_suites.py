@@ -327,7 +327,7 @@ def test_jsonl_layout_errors_name_file_and_line(
 def test_unknown_suite_lists_the_known_ones() -> None:
     message = config_error("mmlu")
     assert message.startswith("unknown suite 'mmlu' (known: gpqa-diamond, gpqa-extended, ")
-    assert message.endswith("humaneval; or a .csv/.jsonl file)")
+    assert message.endswith("humaneval; or a .csv/.jsonl file, or package.module:function for your own)")
     assert all(name in message for name in SUITES)
 
 
