@@ -1,6 +1,7 @@
 """agentfab: teams of LLM agents as communication graphs, with aggregation you can measure."""
 
 from agentfab.agent import Agent
+from agentfab.answers import extract_answer
 from agentfab.errors import (
     AgentfabError,
     BackendError,
@@ -42,5 +43,6 @@ __all__ = [
     "Team",
     "TokenLogprob",
     "Usage",
+    "extract_answer",
     "run",
 ]

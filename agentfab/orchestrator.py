@@ -12,7 +12,7 @@ from pydantic import Field
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import AggregationContext, derive_seed
-from agentfab.aggregators.extract import FORMATS, answer_format_for
+from agentfab.answers import FORMATS, answer_format_for
 from agentfab.budget import Budget, Ledger, worst_case_tokens
 from agentfab.errors import BudgetExceeded, ConfigError, QuorumNotReached, first_error
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient, ReportsServerCounters

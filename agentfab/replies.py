@@ -17,9 +17,8 @@ from typing import Any
 
 from agentfab.agent import Agent
 from agentfab.aggregators.base import vote_note
-from agentfab.aggregators.confidence import logprob_confidence, stated_confidence
-from agentfab.aggregators.extract import find_answer
 from agentfab.aggregators.majority import plurality
+from agentfab.answers import find_answer, logprob_confidence, stated_confidence
 from agentfab.errors import AgentfabError, BackendError, ModelOutputError
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient
 from agentfab.messages import Message, Task, Usage

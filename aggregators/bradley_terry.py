@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from agentfab.aggregators.base import AggregationContext, BaseAggregator, canonical, vote_stats
-from agentfab.aggregators.extract import normalise_text
+from agentfab.answers import normalise_text
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest
 from agentfab.messages import Message, Task, Usage

@@ -1,16 +1,14 @@
-"""Confidence-weighted voting (after ReConcile), and where confidences come from.
+"""Confidence-weighted voting (after ReConcile), and calibration of confidences.
 
-A confidence is read from the model's own statement ("Confidence: 0.8") or
-from the log-probabilities of the tokens of its answer (length-normalised:
-the geometric mean of the tokens' probabilities). Either can be recalibrated
-on questions with known answers: a logistic fit maps a raw confidence to
-the probability of being right.
+A confidence is read (by `agentfab.answers`) from the model's own statement
+("Confidence: 0.8") or from the log-probabilities of the tokens of its answer. Either can be
+recalibrated on questions with known answers: a logistic fit maps a raw confidence to the
+probability of being right.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,70 +22,7 @@ from agentfab.aggregators.base import (
     vote_stats,
 )
 from agentfab.errors import ConfigError
-from agentfab.llm import TokenLogprob
 from agentfab.messages import Message, Task
-
-# "Confidence: 0.8", "confidence level is 80%", "Confidence: 4/5", "5 out of 5"; the number
-# must end there ("I'm confident 3 options are wrong" states no confidence).
-_SCALE = r"(?P<pct>\s*%|\s*percent\b)?(?:\s*(?:/|out\s+of)\s*(?P<of>\d+(?:\.\d+)?))?"
-_STATED = re.compile(
-    r"confiden(?:ce|t)\s*(?:level|score)?\s*(?:is|:|=|-|of|at)?\s*\(?\s*"
-    rf"(?P<v>\d+(?:\.\d+)?){_SCALE}(?!\s*[a-z]|\d)",
-    re.IGNORECASE,
-)
-# "I am 70% confident", "90% sure".
-_STATED_BEFORE = re.compile(
-    r"(?<![\d.])(?P<v>\d+(?:\.\d+)?)(?P<pct>\s*%|\s*percent\b)(?P<of>)\s*(?:confident|sure|certain)",
-    re.IGNORECASE,
-)
-_WORDS = {"very high": 0.95, "high": 0.85, "medium": 0.6, "moderate": 0.6, "low": 0.3}
-_STATED_WORD = re.compile(
-    r"confiden(?:ce|t)\s*(?:level)?\s*(?:is|:|=|-)?\s*(very high|high|medium|moderate|low)",
-    re.IGNORECASE,
-)
-_MARKER = re.compile(r"answer\s*(?:is|:)", re.IGNORECASE)
-
-
-def stated_confidence(text: str) -> float | None:
-    """The last confidence the text states, in [0, 1]: `0.8`, `80%`, `8/10`, `4/5`, `high`.
-
-    A bare number is read on the scale it fits: up to 1 as is, up to 10 as tenths, up to
-    100 as a percentage.
-    """
-    found = [*_STATED.finditer(text), *_STATED_BEFORE.finditer(text)]
-    numbers = sorted(found, key=lambda m: m.start())
-    if numbers:
-        return _on_unit_scale(numbers[-1])
-    words = list(_STATED_WORD.finditer(text))
-    return _WORDS[words[-1].group(1).lower()] if words else None
-
-
-def _on_unit_scale(found: re.Match[str]) -> float | None:
-    value = float(found.group("v"))
-    if found.group("of"):
-        scale = float(found.group("of"))
-        return min(value / scale, 1.0) if scale > 0 else None
-    if found.group("pct") or value > 10:
-        value /= 100
-    elif value > 1:
-        value /= 10
-    return min(max(value, 0.0), 1.0)
-
-
-def logprob_confidence(text: str, logprobs: Sequence[TokenLogprob]) -> float | None:
-    """Geometric-mean token probability of the answer part of `text` (after `Answer:`),
-    or of the whole text when it marks no answer."""
-    if not logprobs:
-        return None
-    offsets, position = [], 0
-    for token in logprobs:
-        offsets.append(position)
-        position += len(token.token)
-    marks = list(_MARKER.finditer(text))
-    start = marks[-1].end() if marks else 0
-    chosen = [t.logprob for t, at in zip(logprobs, offsets, strict=True) if at >= start]
-    chosen = chosen or [t.logprob for t in logprobs]
-    return math.exp(sum(chosen) / len(chosen))
 
 
 @dataclass(frozen=True)

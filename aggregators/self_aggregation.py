@@ -20,7 +20,7 @@ from agentfab.aggregators.base import (
     derive_seed,
     vote_stats,
 )
-from agentfab.aggregators.extract import find_answer
+from agentfab.answers import find_answer
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest, ChatResponse
 from agentfab.messages import Message, Task, Usage

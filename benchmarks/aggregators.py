@@ -31,8 +31,8 @@ from agentfab.aggregators import (
     ConfidenceWeighted,
     Majority,
     SelfAggregate,
-    normalise_text,
 )
+from agentfab.answers import normalise_text
 from agentfab.evals.stats import wilson
 from agentfab.llm import LLMClient
 from agentfab.serving.embedded import EmbeddedClient

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfab import Task
-from agentfab.aggregators.extract import extract_answer
+from agentfab.answers import extract_answer
 
 CORPUS = Path(__file__).parent / "data" / "extraction_corpus.jsonl"
 
@@ -48,7 +48,7 @@ def _math_verify_rate(records: list[dict[str, Any]]) -> tuple[int, int, int] | N
         from math_verify import parse
     except ImportError:
         return None
-    from agentfab.aggregators.extract import _canonical_number
+    from agentfab.answers import _canonical_number
 
     theirs = ours = 0
     numbers = [r for r in records if r["format"] == "number"]

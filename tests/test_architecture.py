@@ -22,7 +22,13 @@ PUBLIC = {
         "Agent", "AgentfabError", "Aggregate", "BackendError", "Budget", "BudgetExceeded",
         "ChatRequest", "ChatResponse", "Completion", "ConfigError", "LLMClient", "Message",
         "ModelOutputError", "OpenAIClient", "Orchestrator", "QuorumNotReached", "Result",
-        "RunSettings", "Task", "Team", "TokenLogprob", "Usage", "run",
+        "RunSettings", "Task", "Team", "TokenLogprob", "Usage", "extract_answer", "run",
+    ],
+    "agentfab.aggregators": [
+        "AggregationContext", "Aggregator", "AheadByK", "BaseAggregator", "BradleyTerry",
+        "Calibration", "ConfidenceWeighted", "ExecutionConsensus", "Majority", "Needs",
+        "SelfAggregate", "canonical", "fit_calibration", "plurality",
+        "reputation_from_calibration", "vote_stats",
     ],
     "agentfab.topologies": ["chain", "custom", "groups", "mixture_of_agents", "star", "tree"],
 }

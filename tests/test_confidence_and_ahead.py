@@ -17,10 +17,9 @@ from agentfab.aggregators import (
     Calibration,
     ConfidenceWeighted,
     fit_calibration,
-    logprob_confidence,
-    stated_confidence,
 )
 from agentfab.aggregators.base import Needs
+from agentfab.answers import logprob_confidence, stated_confidence
 
 TASK = Task(prompt="q")
 

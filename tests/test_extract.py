@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentfab import Task
-from agentfab.aggregators import answer_format_for, extract_answer
+from agentfab.answers import answer_format_for, extract_answer
 
 MC = Task(prompt="q", choices=["Paris", "London", "Rome", "Berlin"])
 

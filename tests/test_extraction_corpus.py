@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from agentfab import Task
-from agentfab.aggregators.confidence import stated_confidence
-from agentfab.aggregators.extract import find_answer
+from agentfab.answers import find_answer, stated_confidence
 
 CORPUS = Path(__file__).parents[1] / "benchmarks" / "data" / "extraction_corpus.jsonl"
 RECORDS = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfab import Task
-from agentfab.aggregators import extract_answer
+from agentfab import Task, extract_answer
 
 MC = Task(prompt="Capital of Italy?", choices=["Paris", "London", "Rome", "Berlin"])
 

@@ -1,4 +1,7 @@
-"""Finding the answer in a model's text, and normalising it so equal answers compare equal.
+"""What a reply says: its answer, normalised so equal answers compare equal, and how sure it is.
+
+The orchestrator reads every agent's reply here; aggregators read their judges' and
+writers' replies here too. Nothing here calls a model or decides between agents.
 
 One rule for every format: a reply's answer is its last explicit commitment — "Answer: C",
 "the correct option is C", "C is correct", "I'd choose C", "\\boxed{42}" — leaving out the
@@ -7,16 +10,22 @@ form may still name its answer: a line that is only an option's letter, the one 
 text it states, a result ("= 19"), a sentence that restates the question ("The capital of
 France is Paris"). Otherwise there is no answer, and `find_answer` says why: never a guess.
 
+A confidence is the model's own statement ("Confidence: 0.8", "80%", "4/5") or the
+geometric-mean probability of the tokens of its answer (`logprob_confidence`).
+
 The rules are measured against a labelled corpus of real and typical replies
 (benchmarks/data/extraction_corpus.jsonl, benchmarks/extraction.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from agentfab.llm import TokenLogprob
 from agentfab.messages import Task
 
 FORMATS = ("letter", "number", "short", "text")
@@ -602,3 +611,68 @@ def _covers(side: str, asked: set[str]) -> bool:
 def _content_words(text: str) -> set[str]:
     words = re.findall(r"[a-z0-9]+", text.lower().replace("'s", ""))
     return {w[:5] for w in words if w not in _STOP}
+
+
+# ---- confidences ------------------------------------------------------------------------
+
+# "Confidence: 0.8", "confidence level is 80%", "Confidence: 4/5", "5 out of 5"; the number
+# must end there ("I'm confident 3 options are wrong" states no confidence).
+_SCALE = r"(?P<pct>\s*%|\s*percent\b)?(?:\s*(?:/|out\s+of)\s*(?P<of>\d+(?:\.\d+)?))?"
+_STATED = re.compile(
+    r"confiden(?:ce|t)\s*(?:level|score)?\s*(?:is|:|=|-|of|at)?\s*\(?\s*"
+    rf"(?P<v>\d+(?:\.\d+)?){_SCALE}(?!\s*[a-z]|\d)",
+    re.IGNORECASE,
+)
+# "I am 70% confident", "90% sure".
+_STATED_BEFORE = re.compile(
+    r"(?<![\d.])(?P<v>\d+(?:\.\d+)?)(?P<pct>\s*%|\s*percent\b)(?P<of>)\s*(?:confident|sure|certain)",
+    re.IGNORECASE,
+)
+_WORDS = {"very high": 0.95, "high": 0.85, "medium": 0.6, "moderate": 0.6, "low": 0.3}
+_STATED_WORD = re.compile(
+    r"confiden(?:ce|t)\s*(?:level)?\s*(?:is|:|=|-)?\s*(very high|high|medium|moderate|low)",
+    re.IGNORECASE,
+)
+_MARKER = re.compile(r"answer\s*(?:is|:)", re.IGNORECASE)
+
+
+def stated_confidence(text: str) -> float | None:
+    """The last confidence the text states, in [0, 1]: `0.8`, `80%`, `8/10`, `4/5`, `high`.
+
+    A bare number is read on the scale it fits: up to 1 as is, up to 10 as tenths, up to
+    100 as a percentage.
+    """
+    found = [*_STATED.finditer(text), *_STATED_BEFORE.finditer(text)]
+    numbers = sorted(found, key=lambda m: m.start())
+    if numbers:
+        return _on_unit_scale(numbers[-1])
+    words = list(_STATED_WORD.finditer(text))
+    return _WORDS[words[-1].group(1).lower()] if words else None
+
+
+def _on_unit_scale(found: re.Match[str]) -> float | None:
+    value = float(found.group("v"))
+    if found.group("of"):
+        scale = float(found.group("of"))
+        return min(value / scale, 1.0) if scale > 0 else None
+    if found.group("pct") or value > 10:
+        value /= 100
+    elif value > 1:
+        value /= 10
+    return min(max(value, 0.0), 1.0)
+
+
+def logprob_confidence(text: str, logprobs: Sequence[TokenLogprob]) -> float | None:
+    """Geometric-mean token probability of the answer part of `text` (after `Answer:`),
+    or of the whole text when it marks no answer."""
+    if not logprobs:
+        return None
+    offsets, position = [], 0
+    for token in logprobs:
+        offsets.append(position)
+        position += len(token.token)
+    marks = list(_MARKER.finditer(text))
+    start = marks[-1].end() if marks else 0
+    chosen = [t.logprob for t, at in zip(logprobs, offsets, strict=True) if at >= start]
+    chosen = chosen or [t.logprob for t in logprobs]
+    return math.exp(sum(chosen) / len(chosen))
