@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from agentfab.messages import Usage
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -56,6 +58,13 @@ class ChatResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+
+    @property
+    def usage(self) -> Usage:
+        """What this response cost, as one call."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, calls=1
+        )
 
 
 @runtime_checkable

@@ -61,16 +61,7 @@ async def call(client: LLMClient, model: str, request: ChatRequest) -> Reply:
         # this call failed, not the run.
         failure = _timed_out(client, model)
         return Reply(None, Usage(calls=1), error=str(failure), failure=failure)
-    return Reply(response, response_usage(response), latency_s=time.perf_counter() - started)
-
-
-def response_usage(response: ChatResponse) -> Usage:
-    """The tokens one response reports, as one call."""
-    return Usage(
-        prompt_tokens=response.prompt_tokens,
-        completion_tokens=response.completion_tokens,
-        calls=1,
-    )
+    return Reply(response, response.usage, latency_s=time.perf_counter() - started)
 
 
 def agent_message(

@@ -252,11 +252,7 @@ class BradleyTerry(BaseAggregator):
             response = await ctx.chat(judge, request)
         except (BackendError, ModelOutputError) as error:  # one lost verdict, not a lost run
             return Judgement(first, second, judge, None, Usage(calls=1), str(error))
-        usage = Usage(
-            prompt_tokens=response.prompt_tokens,
-            completion_tokens=response.completion_tokens,
-            calls=1,
-        )
+        usage = response.usage
         reply = response.completions[0].text if response.completions else ""
         return Judgement(first, second, judge, parse_verdict(reply), usage)
 

@@ -23,7 +23,7 @@ from agentfab.aggregators.base import (
 from agentfab.answers import find_answer
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
 from agentfab.llm import ChatRequest, ChatResponse
-from agentfab.messages import Message, Task, Usage
+from agentfab.messages import Message, Task
 from agentfab.prompts import FORMAT_INSTRUCTIONS, lettered
 
 INSTRUCTION = (
@@ -89,11 +89,7 @@ class SelfAggregate(BaseAggregator):
             "agrees_with_candidate": answer is not None and answer in answers,
             "finish_reason": response.completions[0].finish_reason,
         }
-        usage = Usage(
-            prompt_tokens=response.prompt_tokens,
-            completion_tokens=response.completion_tokens,
-            calls=1,
-        )
+        usage = response.usage
         decision = ctx.decision(
             inputs=messages, text=text, answer=answer, details=details, usage=usage
         )
