@@ -11,7 +11,6 @@ import signal
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from agentfab.errors import AgentfabError, BudgetExceeded, ConfigError, QuorumNotReached
 from agentfab.llm import LLMClient
@@ -26,6 +25,7 @@ from agentfab.pipeline import (
 )
 from agentfab.replicas import ReplicaPool
 from agentfab.result import Result
+from agentfab.trace import TraceWriter
 
 EXIT_USER_ERROR = 2
 
@@ -219,12 +219,12 @@ def _run(args: argparse.Namespace) -> int:
     task = Task(prompt=args.task) if args.task else pipeline.default_task()
     if task is None:
         raise ConfigError(f"{args.pipeline}: no task: pass --task TEXT or set `task:` in the file")
-    trace = _open_trace(args.trace)
+    trace = TraceWriter(args.trace) if args.trace else None
     try:
         result = asyncio.run(_run_async(pipeline, task, trace))
     except (BudgetExceeded, QuorumNotReached) as error:
-        if error.partial is not None:
-            _finish_trace(trace, error.partial.model_dump(mode="json", exclude={"messages"}))
+        if error.partial is not None and trace is not None:
+            trace.result(error.partial)
         raise
     finally:
         if trace is not None:
@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_async(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Result:
+async def _run_async(pipeline: Pipeline, task: Task, trace: TraceWriter | None) -> Result:
     from agentfab.serving.supervisor import servers_up
 
     async with servers_up(pipeline.serving, report=_report):
@@ -247,7 +247,7 @@ def _report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-async def _run_team(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Result:
+async def _run_team(pipeline: Pipeline, task: Task, trace: TraceWriter | None) -> Result:
     from agentfab.orchestrator import Orchestrator
 
     clients = build_clients(pipeline)
@@ -258,7 +258,7 @@ async def _run_team(pipeline: Pipeline, task: Task, trace: TextIO | None) -> Res
         )
         result = await orchestrator.run(pipeline.build_team(), task)
         if trace is not None:
-            _finish_trace(trace, result.model_dump(mode="json", exclude={"messages"}))
+            trace.result(result)
         return result
     finally:
         await close_clients(clients)
@@ -277,30 +277,14 @@ async def _check_endpoints(pipeline: Pipeline, clients: Mapping[str, LLMClient])
                 )
 
 
-def _open_trace(path: Path | None) -> TextIO | None:
-    if path is None:
-        return None
-    try:
-        return path.open("w", encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"--trace {path}: cannot write ({error.strerror})") from None
-
-
-def _on_message(message: Message, trace: TextIO | None) -> None:
-    """Progress on stderr; the trace written and flushed as each message arrives,
-    so an interrupted run keeps its work."""
+def _on_message(message: Message, trace: TraceWriter | None) -> None:
+    """Progress on stderr; the trace written as each message arrives, so an interrupted run
+    keeps its work."""
     status = f"error: {message.error}" if message.error else f"answer: {message.answer}"
     cost = f"{message.usage.total_tokens} tokens, {message.latency_s:.1f}s"
     print(f"  {message.id:<16} {message.kind:<9} {status}  ({cost})", file=sys.stderr)
     if trace is not None:
-        trace.write(message.model_dump_json() + "\n")
-        trace.flush()
-
-
-def _finish_trace(trace: TextIO | None, summary: dict[str, object]) -> None:
-    if trace is not None and not trace.closed:
-        trace.write(json.dumps({"event": "result", **summary}) + "\n")
-        trace.flush()
+        trace.message(message)
 
 
 def _print_summary(result: Result) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict
 
 from agentfab.messages import Message, Task, Usage
 from agentfab.server_metrics import ServerStats
+from agentfab.trace import trace_text
 
 
 class Result(BaseModel):
@@ -51,9 +50,5 @@ class Result(BaseModel):
         return f"{shown} ({self.note})" if self.note else shown
 
     def to_jsonl(self) -> str:
-        """One JSON line per message, then one line for the result itself."""
-        lines = [m.model_dump_json() for m in self.messages]
-        summary = self.model_dump(mode="json", exclude={"messages"})
-        summary["event"] = "result"
-        lines.append(json.dumps(summary))
-        return "\n".join(lines) + "\n"
+        """The run's trace (`agentfab.trace`): one JSON line per message, then the result."""
+        return trace_text(self)
