@@ -1,4 +1,11 @@
-"""Runs a team on a task: every node as soon as its inputs are ready, concurrently."""
+"""Runs a team on a task: every node as soon as its inputs are ready, concurrently.
+
+This module keeps the schedule: rounds, nodes, quorums, each agent's request (its prompt,
+its seed, what the aggregators reading it need). What a call costs is the ledger's
+(`budget.py`), what a reply says is `replies.py`'s and `answers.py`'s, and who gives the
+extra samples first-to-ahead-by-k asks for is `resampling.py`'s; no reply is parsed and no
+token counted here.
+"""
 
 from __future__ import annotations
 
