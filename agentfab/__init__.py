@@ -1,22 +1,36 @@
-"""agentfab: teams of LLM agents as communication graphs, with aggregation you can measure."""
+"""agentfab: teams of LLM agents as communication graphs, with aggregation you can measure.
 
-from agentfab.agent import Agent
-from agentfab.answers import extract_answer
-from agentfab.errors import (
-    AgentfabError,
-    BackendError,
-    BudgetExceeded,
-    ConfigError,
-    ModelOutputError,
-    QuorumNotReached,
-)
-from agentfab.llm import ChatRequest, ChatResponse, Completion, LLMClient, TokenLogprob
-from agentfab.messages import Message, Task, Usage
-from agentfab.openai_client import OpenAIClient
-from agentfab.orchestrator import Budget, Orchestrator, RunSettings
-from agentfab.result import Result
+Every public name but `run` is imported on first use, so `import agentfab` (and every `agentfab`
+command) starts without loading the HTTP clients, networkx or numpy that some names need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentfab.agent import Agent
+    from agentfab.answers import extract_answer
+    from agentfab.budget import Budget
+    from agentfab.errors import (
+        AgentfabError,
+        BackendError,
+        BudgetExceeded,
+        ConfigError,
+        ModelOutputError,
+        QuorumNotReached,
+    )
+    from agentfab.llm import ChatRequest, ChatResponse, Completion, LLMClient, TokenLogprob
+    from agentfab.messages import Message, Task, Usage
+    from agentfab.openai_client import OpenAIClient
+    from agentfab.orchestrator import Orchestrator, RunSettings
+    from agentfab.result import Result
+    from agentfab.team import Aggregate, Team
+
+# Bound now, not on first use: importing the module `agentfab.run` rebinds the package's
+# `run` to that module, which would then hide the function. The module itself is light.
 from agentfab.run import run
-from agentfab.team import Aggregate, Team
 
 __version__ = "0.1.0"
 
@@ -46,3 +60,39 @@ __all__ = [
     "extract_answer",
     "run",
 ]
+
+_HOMES = {
+    "Agent": "agentfab.agent",
+    "extract_answer": "agentfab.answers",
+    "Budget": "agentfab.budget",
+    "AgentfabError": "agentfab.errors",
+    "BackendError": "agentfab.errors",
+    "BudgetExceeded": "agentfab.errors",
+    "ConfigError": "agentfab.errors",
+    "ModelOutputError": "agentfab.errors",
+    "QuorumNotReached": "agentfab.errors",
+    "ChatRequest": "agentfab.llm",
+    "ChatResponse": "agentfab.llm",
+    "Completion": "agentfab.llm",
+    "LLMClient": "agentfab.llm",
+    "TokenLogprob": "agentfab.llm",
+    "Message": "agentfab.messages",
+    "Task": "agentfab.messages",
+    "Usage": "agentfab.messages",
+    "OpenAIClient": "agentfab.openai_client",
+    "Orchestrator": "agentfab.orchestrator",
+    "RunSettings": "agentfab.orchestrator",
+    "Result": "agentfab.result",
+    "Aggregate": "agentfab.team",
+    "Team": "agentfab.team",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

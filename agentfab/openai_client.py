@@ -8,6 +8,10 @@ so the default transport is `AiohttpSessionTransport`, a buffered transport over
 session; and `httpx.AsyncClient`'s layer (URL and header merging, cookie jar, auth and
 redirect flows), which an API endpoint does not need, costs more than that transport adds,
 so the client calls the transport itself.
+
+httpx and aiohttp (a quarter of a second to import) are imported when the first client or
+transport is made, not with this module: the orchestrator imports `counting_calls` from
+here, and `agentfab validate` makes no client.
 """
 
 from __future__ import annotations
@@ -24,20 +28,29 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
-
-import aiohttp
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from agentfab.errors import BackendError
 from agentfab.llm import ChatRequest, ChatResponse, Completion, TokenLogprob
 from agentfab.server_metrics import parse_counters
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = ["AiohttpSessionTransport", "CallCount", "OpenAIClient", "counting_calls", "retry_delay"]
 
 _STRUCTURED_FIELD = "structured_outputs"
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
 """What parsing an answer of the wrong shape raises."""
+
+
+def _import_http() -> None:
+    """Bind this module's `httpx` and `aiohttp`: called by the constructors, so each
+    request's code finds them as plain globals and pays no import."""
+    global aiohttp, httpx
+    import aiohttp
+    import httpx
 
 
 class OpenAIClient:
@@ -67,6 +80,7 @@ class OpenAIClient:
         supports_structured_choice: bool = True,
         model: str | None = None,
     ) -> None:
+        _import_http()
         self.endpoint = base_url.rstrip("/")
         self.model = model
         self._retries = max(0, retries)
@@ -416,15 +430,17 @@ def _one_line(text: object, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class AiohttpSessionTransport(httpx.AsyncBaseTransport):
+class AiohttpSessionTransport:
     """An httpx transport over one `aiohttp.ClientSession`, with buffered bodies.
 
     Minimal work per request: bodies are bytes both ways (no streaming), no cookie jar, no
     decompression (httpx decodes). Honours httpx's connect/read/pool timeouts and raises
-    httpx's exceptions, so it can stand in for httpx's own transport.
+    httpx's exceptions, so it can stand in for httpx's own transport: it has the methods of
+    `httpx.AsyncBaseTransport` but is not its subclass, so defining it needs no httpx.
     """
 
     def __init__(self, *, max_connections: int = 100, keepalive_s: float = 30.0) -> None:
+        _import_http()
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
@@ -450,6 +466,12 @@ class AiohttpSessionTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status, headers=response.raw_headers, stream=httpx.ByteStream(body)
         )
+
+    async def __aenter__(self) -> AiohttpSessionTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         session, closer = self._session, self._closer
@@ -492,8 +514,7 @@ async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[N
 
 
 def _aiohttp_timeout(timeout: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
-    if not timeout:
-        return _NO_TIMEOUT
+    timeout = timeout or {}
     return _cached_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
 
 
@@ -505,23 +526,23 @@ def _cached_timeout(
     return aiohttp.ClientTimeout(connect=pool, sock_connect=connect, sock_read=read)
 
 
-_NO_TIMEOUT = aiohttp.ClientTimeout()
-
-_HTTPX_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (TimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.ClientConnectionError, httpx.ReadError),
-)
+def _httpx_errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
+    """httpx's error for each aiohttp error, most specific first."""
+    return (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+        (TimeoutError, httpx.ReadTimeout),
+        (aiohttp.ClientConnectorError, httpx.ConnectError),
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+        (aiohttp.ClientConnectionError, httpx.ReadError),
+    )
 
 
 def _as_httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
     message = str(exc) or type(exc).__name__
-    for aiohttp_error, httpx_error in _HTTPX_ERRORS:
+    for aiohttp_error, httpx_error in _httpx_errors():
         if isinstance(exc, aiohttp_error):
             return httpx_error(message, request=request)
     return httpx.TransportError(message, request=request)

@@ -1,20 +1,21 @@
-"""The synchronous entry point: `agentfab.run(team, task)`."""
+"""The synchronous entry point: `agentfab.run(team, task)`.
+
+`import agentfab` binds `run` from here at once (a lazy name would be shadowed by this
+module once anything imported it), so this module imports the engine only when it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from agentfab.llm import LLMClient
-from agentfab.messages import Task
-from agentfab.orchestrator import Orchestrator, RunSettings
-from agentfab.result import Result
-from agentfab.team import Team
-
 if TYPE_CHECKING:
+    from agentfab.llm import LLMClient
+    from agentfab.messages import Task
+    from agentfab.result import Result
     from agentfab.serving.embedded import EmbeddedClient
+    from agentfab.team import Team
 
 # The embedded model of runs without clients: loaded by the first such run, kept for the
 # next ones (loading costs seconds, a run on a small team less). Its batching queue belongs
@@ -36,6 +37,10 @@ def run(
     the embedded default model, loaded in this process once and reused by later calls.
     Keyword arguments are `RunSettings` fields; a mistake in them is a `ConfigError`.
     """
+    import asyncio
+
+    from agentfab.orchestrator import Orchestrator, RunSettings
+
     run_settings = RunSettings(**settings)
     if clients is not None:
         return asyncio.run(Orchestrator(clients, run_settings).run(team, task))
