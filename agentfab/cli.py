@@ -1,5 +1,9 @@
 """The `agentfab` command: run, validate, graph, serve and schema for YAML pipelines; eval
-a pipeline on a benchmark suite, and report on eval runs side by side."""
+a pipeline on a benchmark suite, and report on eval runs side by side.
+
+Each subcommand imports what it needs when it runs, so `--help` and `validate` never load
+the HTTP clients, the engine or the eval code.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +15,16 @@ import signal
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentfab.errors import AgentfabError, BudgetExceeded, ConfigError, QuorumNotReached
-from agentfab.llm import LLMClient
-from agentfab.messages import Message, Task
-from agentfab.openai_client import OpenAIClient
-from agentfab.pipeline import (
-    OpenAIModel,
-    Pipeline,
-    build_clients,
-    close_clients,
-    load_pipeline,
-)
-from agentfab.replicas import ReplicaPool
-from agentfab.result import Result
-from agentfab.trace import TraceWriter
+
+if TYPE_CHECKING:
+    from agentfab.llm import LLMClient
+    from agentfab.messages import Message, Task
+    from agentfab.pipeline import Pipeline
+    from agentfab.result import Result
+    from agentfab.trace import TraceWriter
 
 EXIT_USER_ERROR = 2
 
@@ -152,6 +151,8 @@ def _report_runs(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from agentfab.pipeline import load_pipeline
+
     pipeline = load_pipeline(args.pipeline, warn=_warn)
     team = pipeline.build_team()
     print(
@@ -163,6 +164,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _graph(args: argparse.Namespace) -> int:
     from agentfab import drawing
+    from agentfab.pipeline import load_pipeline
 
     team = load_pipeline(args.pipeline).build_team()
     if args.format == "png" and args.out is None:
@@ -206,6 +208,8 @@ async def _until_signalled(work: Coroutine[object, object, None]) -> None:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from agentfab.pipeline import Pipeline
+
     print(json.dumps(Pipeline.model_json_schema(), indent=2))
     return 0
 
@@ -215,6 +219,10 @@ def _warn(line: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from agentfab.messages import Task
+    from agentfab.pipeline import load_pipeline
+    from agentfab.trace import TraceWriter
+
     pipeline = load_pipeline(args.pipeline, warn=_warn)
     task = Task(prompt=args.task) if args.task else pipeline.default_task()
     if task is None:
@@ -249,6 +257,7 @@ def _report(line: str) -> None:
 
 async def _run_team(pipeline: Pipeline, task: Task, trace: TraceWriter | None) -> Result:
     from agentfab.orchestrator import Orchestrator
+    from agentfab.pipeline import build_clients, close_clients
 
     clients = build_clients(pipeline)
     try:
@@ -266,6 +275,10 @@ async def _run_team(pipeline: Pipeline, task: Task, trace: TraceWriter | None) -
 
 async def _check_endpoints(pipeline: Pipeline, clients: Mapping[str, LLMClient]) -> None:
     """Fail early, naming the endpoint, when a server does not answer."""
+    from agentfab.openai_client import OpenAIClient
+    from agentfab.pipeline import OpenAIModel
+    from agentfab.replicas import ReplicaPool
+
     for name, spec in pipeline.models.items():
         client = clients[name]
         if isinstance(spec, OpenAIModel) and isinstance(client, OpenAIClient | ReplicaPool):
