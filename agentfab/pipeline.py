@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from agentfab.agent import Agent
@@ -30,8 +29,9 @@ from agentfab.errors import ConfigError
 from agentfab.llm import LLMClient
 from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
+from agentfab.references import build, search_in
 from agentfab.serving.vllm_server import ServerSpec, client_host
-from agentfab.team import Aggregate, Node, ShapeError, Team
+from agentfab.team import Aggregate, Node, ShapeError, Team, check_aggregator
 from agentfab.topologies import chain, custom, groups, mixture_of_agents, star, tree
 from agentfab.yaml_loader import (
     FieldError,
@@ -97,6 +97,8 @@ class OpenAIModel(_Strict):
 
 
 def _check_url(value: str) -> str:
+    import httpx  # here: a pipeline without URLs loads no HTTP client
+
     if not value.startswith(("http://", "https://")):
         raise ValueError(f"{value!r} is not an http(s):// URL")
     try:
@@ -200,13 +202,38 @@ class ExecutionSpec(_Strict):
         )
 
 
+class PythonAggregatorSpec(_Strict):
+    """Your own aggregator: `ref` names its class (or a function that makes one) and
+    `settings` are its keyword arguments. It is made when the pipeline is loaded, so a wrong
+    name or setting is an error there (see docs/EXTENDING.md)."""
+
+    kind: Literal["python"]
+    ref: str
+    """`package.module:Name`, found on sys.path, in the current folder or the pipeline's."""
+    settings: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _made(self) -> PythonAggregatorSpec:
+        try:
+            self.build()
+        except ConfigError as error:
+            raise ValueError(str(error)) from None  # so pydantic places it at its line
+        return self
+
+    def build(self) -> Aggregator:
+        made = build(self.ref, self.settings)
+        check_aggregator(made, f"aggregator {self.ref!r}")
+        return made  # type: ignore[no-any-return]
+
+
 AggregatorSpec = Annotated[
     MajoritySpec
     | ConfidenceSpec
     | AheadByKSpec
     | SelfAggregateSpec
     | BradleyTerrySpec
-    | ExecutionSpec,
+    | ExecutionSpec
+    | PythonAggregatorSpec,
     Field(discriminator="kind"),
 ]
 
@@ -285,8 +312,31 @@ class MixtureSpec(_Strict):
     aggregator: AggregatorSpec = SelfAggregateSpec(kind="self_aggregate")
 
 
+class PythonTopologySpec(_Strict):
+    """Your own topology: `ref` names a function of the agents (in file order) and the
+    team's `name` that returns a `Team`; `settings` are its keyword arguments (see
+    docs/EXTENDING.md). The team is checked as a built-in one is."""
+
+    kind: Literal["python"]
+    ref: str
+    """`package.module:function`, found on sys.path, in the current folder or the pipeline's."""
+    settings: dict[str, Any] = {}
+
+    def build(self, agents: Sequence[Agent], name: str) -> Team:
+        try:
+            made = build(self.ref, {"name": name, **self.settings}, args=[list(agents)])
+        except ShapeError:
+            raise
+        except ConfigError as error:
+            raise FieldError(("topology",), str(error)) from None
+        if not isinstance(made, Team):
+            got = f"a value of type {type(made).__name__}"
+            raise FieldError(("topology", "ref"), f"{self.ref!r} returned {got}, not a Team")
+        return made
+
+
 TopologySpec = Annotated[
-    StarSpec | ChainSpec | TreeSpec | GroupsSpec | CustomSpec | MixtureSpec,
+    StarSpec | ChainSpec | TreeSpec | GroupsSpec | CustomSpec | MixtureSpec | PythonTopologySpec,
     Field(discriminator="kind"),
 ]
 
@@ -485,6 +535,8 @@ def _check_aggregator_models(pipeline: Pipeline) -> None:
             named.append(((*loc, "judge"), spec.judge))
         if isinstance(spec, BradleyTerrySpec) and isinstance(spec.judge, list):
             named += [((*loc, "judge", j), judge) for j, judge in enumerate(spec.judge)]
+        if isinstance(spec, PythonAggregatorSpec):
+            named += [((*loc, "ref"), model) for model in spec.build().models()]
         for where, model in named:
             if model not in pipeline.models:
                 raise FieldError(where, _unknown(model, pipeline.models))
@@ -640,12 +692,17 @@ def _shape_loc(pipeline: Pipeline, error: ShapeError) -> Loc:
             return ("topology", "groups", node)
         if isinstance(spec, TreeSpec) and spec.combiner is not None:
             return ("topology", "combiner")
+    if isinstance(spec, PythonTopologySpec):  # its settings are the function's
+        known = error.setting is not None and error.setting in spec.settings
+        return ("topology", "settings", error.setting) if known else ("topology",)
     return ("topology", error.setting) if error.setting else ("topology",)
 
 
 def _build_topology(
     spec: Any, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]
 ) -> Team:
+    if isinstance(spec, PythonTopologySpec):
+        return spec.build(list(agents.values()), name)
     if isinstance(spec, StarSpec):
         workers = _pick(agents, spec.workers, ("topology", "workers"))
         return star(workers, spec.aggregator.build(), quorum=spec.quorum, name=name)
@@ -716,6 +773,7 @@ def load_pipeline(
     data, node = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with agents and topology at the top level")
+    search_in([Path(path).parent])  # `kind: python` refs may name modules beside the file
     try:
         pipeline = Pipeline.model_validate(data)
         pipeline.build_team()

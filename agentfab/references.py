@@ -33,7 +33,7 @@ def resolve(ref: str, *, folders: Sequence[Path] = ()) -> Any:
     if found is None:
         raise ConfigError(f"{ref!r} is not a reference to Python code: write 'package.module:Name'")
     module_name, name = found["module"], found["name"]
-    _searchable([Path.cwd(), *folders])
+    search_in([Path.cwd(), *folders])
     try:
         target: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -50,13 +50,20 @@ def resolve(ref: str, *, folders: Sequence[Path] = ()) -> Any:
     return target
 
 
-def build(ref: str, settings: Mapping[str, Any], *, folders: Sequence[Path] = ()) -> Any:
-    """What the callable `ref` names returns when given `settings` as keyword arguments."""
+def build(
+    ref: str,
+    settings: Mapping[str, Any],
+    *,
+    args: Sequence[Any] = (),
+    folders: Sequence[Path] = (),
+) -> Any:
+    """What the callable `ref` names returns, given `args` and `settings` as keyword
+    arguments."""
     factory: Callable[..., Any] = resolve(ref, folders=folders)
     if not callable(factory):
         raise ConfigError(f"{ref!r} is a {type(factory).__name__}, not a class or a function")
     try:
-        return factory(**settings)
+        return factory(*args, **settings)
     except ConfigError:
         raise
     except TypeError as error:  # a setting it does not take, or one it needs and lacks
@@ -65,7 +72,8 @@ def build(ref: str, settings: Mapping[str, Any], *, folders: Sequence[Path] = ()
         raise ConfigError(f"{ref!r}: {_one_line(error)}") from None
 
 
-def _searchable(folders: Sequence[Path]) -> None:
+def search_in(folders: Sequence[Path]) -> None:
+    """Let references find modules in `folders` too (a pipeline's own folder)."""
     for folder in folders:
         where = str(folder.resolve())
         if where not in sys.path:
