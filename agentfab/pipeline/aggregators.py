@@ -18,9 +18,22 @@ from agentfab.errors import ConfigError
 from agentfab.pipeline.spec import Spec
 from agentfab.references import build
 from agentfab.team import check_aggregator
+from agentfab.yaml_loader import Loc
 
 
-class MajoritySpec(Spec):
+class AggregatorBase(Spec):
+    """What every aggregator spec answers."""
+
+    def build(self) -> Aggregator:
+        raise NotImplementedError
+
+    def models(self) -> list[tuple[Loc, str]]:
+        """The models it names (judges, a writer), each with where it sits in the spec: a
+        run would stop at the first call to one the pipeline lacks."""
+        return []
+
+
+class MajoritySpec(AggregatorBase):
     """Plurality vote over extracted answers; a tie goes to the first agent's answer."""
 
     kind: Literal["majority"] = "majority"
@@ -29,7 +42,7 @@ class MajoritySpec(Spec):
         return Majority()
 
 
-class ConfidenceSpec(Spec):
+class ConfidenceSpec(AggregatorBase):
     """Votes weighted by confidence (ReConcile): stated by the agents, or from logprobs."""
 
     kind: Literal["confidence"]
@@ -41,7 +54,7 @@ class ConfidenceSpec(Spec):
         return ConfidenceWeighted(source=self.source, default=self.default)
 
 
-class AheadByKSpec(Spec):
+class AheadByKSpec(AggregatorBase):
     """First-to-ahead-by-k (MAKER): sample the node's agents until one answer leads by k."""
 
     kind: Literal["ahead_by_k"]
@@ -53,7 +66,7 @@ class AheadByKSpec(Spec):
         return AheadByK(k=self.k, max_samples=self.max_samples, batch=self.batch)
 
 
-class SelfAggregateSpec(Spec):
+class SelfAggregateSpec(AggregatorBase):
     """A model writes a better answer from the candidates (generative self-aggregation)."""
 
     kind: Literal["self_aggregate"]
@@ -65,8 +78,11 @@ class SelfAggregateSpec(Spec):
     def build(self) -> Aggregator:
         return SelfAggregate(self.model, max_tokens=self.max_tokens, temperature=self.temperature)
 
+    def models(self) -> list[tuple[Loc, str]]:
+        return [] if self.model is None else [(("model",), self.model)]
 
-class BradleyTerrySpec(Spec):
+
+class BradleyTerrySpec(AggregatorBase):
     """Judges compare answers in pairs, both orders; a Bradley-Terry fit ranks them."""
 
     kind: Literal["bradley_terry"]
@@ -88,8 +104,13 @@ class BradleyTerrySpec(Spec):
             reputation=self.reputation,
         )
 
+    def models(self) -> list[tuple[Loc, str]]:
+        if isinstance(self.judge, list):
+            return [(("judge", j), judge) for j, judge in enumerate(self.judge)]
+        return [] if self.judge is None else [(("judge",), self.judge)]
 
-class ExecutionSpec(Spec):
+
+class ExecutionSpec(AggregatorBase):
     """Code answers grouped by what they return on the problem's test inputs; the largest
     group wins. Needs code tasks (`agentfab eval` on a HumanEval-style suite)."""
 
@@ -104,7 +125,7 @@ class ExecutionSpec(Spec):
         )
 
 
-class PythonAggregatorSpec(Spec):
+class PythonAggregatorSpec(AggregatorBase):
     """Your own aggregator: `ref` names its class (or a function that makes one) and
     `settings` are its keyword arguments. It is made when the pipeline is loaded, so a wrong
     name or setting is an error there (see docs/EXTENDING.md)."""
@@ -121,6 +142,9 @@ class PythonAggregatorSpec(Spec):
         except ConfigError as error:
             raise ValueError(str(error)) from None  # so pydantic places it at its line
         return self
+
+    def models(self) -> list[tuple[Loc, str]]:
+        return [(("ref",), model) for model in self.build().models()]
 
     def build(self) -> Aggregator:
         made = build(self.ref, self.settings)

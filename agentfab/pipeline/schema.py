@@ -20,7 +20,6 @@ from agentfab.agent import Agent
 from agentfab.errors import ConfigError
 from agentfab.messages import Task
 from agentfab.orchestrator import RunSettings
-from agentfab.pipeline.aggregators import BradleyTerrySpec, PythonAggregatorSpec, SelfAggregateSpec
 from agentfab.pipeline.models import EMBEDDED_DEFAULT_CONTEXT, EmbeddedModel, ModelSpec, OpenAIModel
 from agentfab.pipeline.serving import ServeConfig
 from agentfab.pipeline.spec import Spec, schema_keys, unknown
@@ -170,18 +169,9 @@ def _check_urls(pipeline: Pipeline) -> None:
 def _check_aggregator_models(pipeline: Pipeline) -> None:
     """A judge or writer names a model of `models`: a run would stop at its first call."""
     for loc, spec in pipeline.topology.aggregators():
-        named: list[tuple[Loc, str]] = []
-        if isinstance(spec, SelfAggregateSpec) and spec.model is not None:
-            named.append(((*loc, "model"), spec.model))
-        if isinstance(spec, BradleyTerrySpec) and isinstance(spec.judge, str):
-            named.append(((*loc, "judge"), spec.judge))
-        if isinstance(spec, BradleyTerrySpec) and isinstance(spec.judge, list):
-            named += [((*loc, "judge", j), judge) for j, judge in enumerate(spec.judge)]
-        if isinstance(spec, PythonAggregatorSpec):
-            named += [((*loc, "ref"), model) for model in spec.build().models()]
-        for where, model in named:
+        for where, model in spec.models():
             if model not in pipeline.models:
-                raise FieldError(where, unknown(model, pipeline.models))
+                raise FieldError((*loc, *where), unknown(model, pipeline.models))
 
 
 def _check_topology(pipeline: Pipeline) -> None:

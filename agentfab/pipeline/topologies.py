@@ -14,7 +14,12 @@ from pydantic import Field
 from agentfab.agent import Agent
 from agentfab.aggregators.majority import Majority
 from agentfab.errors import ConfigError
-from agentfab.pipeline.aggregators import AggregatorSpec, MajoritySpec, SelfAggregateSpec
+from agentfab.pipeline.aggregators import (
+    AggregatorBase,
+    AggregatorSpec,
+    MajoritySpec,
+    SelfAggregateSpec,
+)
 from agentfab.pipeline.spec import Spec, pick, unknown
 from agentfab.references import build
 from agentfab.team import Aggregate, Node, ShapeError, Team
@@ -39,7 +44,7 @@ class TopologyBase(Spec):
     def build(self, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]) -> Team:
         raise NotImplementedError
 
-    def aggregators(self) -> list[tuple[Loc, Any]]:
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
         """The aggregator specs it holds, with where each sits."""
         found = getattr(self, "aggregator", None)
         return [] if found is None else [(("topology", "aggregator"), found)]
@@ -102,7 +107,7 @@ class ChainSpec(TopologyBase):
         vote = self.vote.build() if self.vote else None
         return chain(pick(agents, self.order, ("topology", "order")), vote=vote, name=name)
 
-    def aggregators(self) -> list[tuple[Loc, Any]]:
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
         return [] if self.vote is None else [(("topology", "vote"), self.vote)]
 
     def listed(self) -> list[tuple[Loc, list[str]]]:
@@ -243,7 +248,7 @@ class CustomSpec(TopologyBase):
         nodes += [Aggregate(n, a.aggregator.build(), a.quorum) for n, a in self.aggregates.items()]
         return custom(nodes, self.edges, name=name)  # check() saw every node placed
 
-    def aggregators(self) -> list[tuple[Loc, Any]]:
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
         return [
             (("topology", "aggregates", name, "aggregator"), node.aggregator)
             for name, node in self.aggregates.items()
