@@ -1,4 +1,7 @@
-"""Drawing a team: plain text, Mermaid, or a PNG."""
+"""Drawing a team: plain text, Mermaid, or a PNG.
+
+Drawing only: it reads a built team and changes nothing.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 A vLLM server caches prompt prefixes; putting the task, the options and the
 previous answers before the agent-specific text lets every agent of a step
 reuse the same cached prefix.
+
+Only the text of each call: nothing here sends a request or reads a reply.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ An edge `a -> b` says that `b` reads what `a` produced. Nodes without inputs
 receive the task alone. A node is either an `Agent` (one model call on its
 inbox) or an `Aggregate` (an aggregator that reduces its inputs to one
 message). The team's answer is what its single output node produces.
+
+A team is data: built and checked once, never changed after, and it runs nothing;
+running is the orchestrator's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""First-to-ahead-by-k voting (after MAKER): sample until one answer leads every other by k."""
+"""First-to-ahead-by-k voting (after MAKER): sample until one answer leads every other by k.
+
+It asks for samples through `ctx.sample` only; who is asked is the orchestrator's.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The one interface every aggregator implements, and what it is given."""
+"""The one interface every aggregator implements, and what it is given.
+
+Every aggregator must decide from its inputs alone, whatever their order, and make its
+model calls through the context, inside the run's budget.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Majority (plurality) voting over extracted answers."""
+"""Majority (plurality) voting over extracted answers.
+
+A pure aggregator: it makes no model call.
+"""
 
 from __future__ import annotations
 

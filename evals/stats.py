@@ -1,4 +1,7 @@
-"""Small statistics for reports: Wilson intervals and correlations of correctness."""
+"""Small statistics for reports: Wilson intervals and correlations of correctness.
+
+Pure functions of counts: nothing here reads a run.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Keep a set of vLLM servers up: `agentfab serve`, and pipelines with a `serving` section."""
+"""Keep a set of vLLM servers up: `agentfab serve`, and pipelines with a `serving` section.
+
+It starts, restarts and stops servers, and asks them only whether they are up.
+"""
 
 from __future__ import annotations
 

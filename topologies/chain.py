@@ -1,4 +1,7 @@
-"""Chain: each agent refines its predecessor's answer; the last one answers."""
+"""Chain: each agent refines its predecessor's answer; the last one answers.
+
+Like every topology: it builds a `Team` and runs nothing.
+"""
 
 from __future__ import annotations
 

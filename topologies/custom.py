@@ -1,4 +1,7 @@
-"""A team from an explicit list of nodes and edges."""
+"""A team from an explicit list of nodes and edges.
+
+Like every topology: it builds a `Team` and runs nothing.
+"""
 
 from __future__ import annotations
 

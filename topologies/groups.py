@@ -1,4 +1,7 @@
-"""Group-of-agents: groups are the units; only a group's aggregate crosses to other groups."""
+"""Group-of-agents: groups are the units; only a group's aggregate crosses to other groups.
+
+Like every topology: it builds a `Team` and runs nothing.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Mixture-of-agents: proposers answer, layers of aggregators refine, one final node answers."""
+"""Mixture-of-agents: proposers answer, layers of aggregators refine, one final node answers.
+
+Like every topology: it builds a `Team` and runs nothing.
+"""
 
 from __future__ import annotations
 

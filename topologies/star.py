@@ -1,4 +1,7 @@
-"""Star: a hub hands the task to every worker and aggregates their answers."""
+"""Star: a hub hands the task to every worker and aggregates their answers.
+
+Like every topology: it builds a `Team` and runs nothing.
+"""
 
 from __future__ import annotations
 

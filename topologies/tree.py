@@ -1,4 +1,7 @@
-"""Tree: leaves answer, inner nodes combine their children's answers, up to one root."""
+"""Tree: leaves answer, inner nodes combine their children's answers, up to one root.
+
+Like every topology: it builds a `Team` and runs nothing.
+"""
 
 from __future__ import annotations
 
