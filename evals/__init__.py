@@ -9,14 +9,22 @@
 - `extract_code`, `humaneval_program`, `pass_at_k` and the sandbox judge code; `wilson`
   and `phi` are the statistics the reports use.
 
-The runner and the reports are not imported here: the aggregators import this package's
-code helpers, and the runner imports the aggregators.
+Every name here is imported on first use, so the execution-consensus aggregator, which
+imports `agentfab.evals.code`, does not load the suites with it. The runner and the
+reports are not named here: the aggregators import this package's code helpers, and the
+runner imports the aggregators.
 """
 
-from agentfab.evals.code import extract_code, humaneval_program, pass_at_k
-from agentfab.evals.sandbox import Outcome, run_python, run_python_async
-from agentfab.evals.stats import correlation_matrix, phi, wilson
-from agentfab.evals.suites import SUITES, Item, Suite, load_suite
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentfab.evals.code import extract_code, humaneval_program, pass_at_k
+    from agentfab.evals.sandbox import Outcome, run_python, run_python_async
+    from agentfab.evals.stats import correlation_matrix, phi, wilson
+    from agentfab.evals.suites import SUITES, Item, Suite, load_suite
 
 __all__ = [
     "SUITES",
@@ -33,3 +41,29 @@ __all__ = [
     "run_python_async",
     "wilson",
 ]
+
+_HOMES = {
+    "extract_code": "agentfab.evals.code",
+    "humaneval_program": "agentfab.evals.code",
+    "pass_at_k": "agentfab.evals.code",
+    "Outcome": "agentfab.evals.sandbox",
+    "run_python": "agentfab.evals.sandbox",
+    "run_python_async": "agentfab.evals.sandbox",
+    "correlation_matrix": "agentfab.evals.stats",
+    "phi": "agentfab.evals.stats",
+    "wilson": "agentfab.evals.stats",
+    "SUITES": "agentfab.evals.suites",
+    "Item": "agentfab.evals.suites",
+    "Suite": "agentfab.evals.suites",
+    "load_suite": "agentfab.evals.suites",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
