@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-import numpy as np
-
 from agentfab.aggregators.base import AggregationContext, BaseAggregator, canonical, vote_stats
 from agentfab.answers import normalise_text
 from agentfab.errors import BackendError, ConfigError, ModelOutputError
@@ -345,6 +343,7 @@ def fit_scores(wins: Sequence[Sequence[float]], alpha: float) -> list[float]:
     Markov chain and maximises no objective.
     """
     import choix  # imports scipy.stats (~1.5 s): loaded on the first fit, not with agentfab
+    import numpy as np
 
     counts = np.asarray(wins, dtype=float).reshape(len(wins), len(wins))
     counts = counts + alpha * (1.0 - np.eye(len(wins)))

@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from agentfab.errors import BackendError, ConfigError
 
 
@@ -118,6 +116,8 @@ class VLLMServer:
 
     async def wait_ready(self) -> None:
         """Poll /v1/models until it answers; fail early, with the log's tail, if vLLM exits."""
+        import httpx  # here: describing a server (a pipeline's `serving:`) loads no HTTP client
+
         deadline = time.monotonic() + self.start_timeout_s
         async with httpx.AsyncClient(timeout=5.0) as client:
             while time.monotonic() < deadline:
