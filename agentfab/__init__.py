@@ -6,8 +6,9 @@ command) starts without loading the HTTP clients, networkx or numpy that some na
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentfab.lazy import exports
 
 if TYPE_CHECKING:
     from agentfab.agent import Agent
@@ -87,12 +88,4 @@ _HOMES = {
     "Team": "agentfab.team",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, _HOMES, __all__)

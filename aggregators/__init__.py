@@ -7,8 +7,9 @@ runs this file, and should not pay for numpy (Bradley-Terry) or the code sandbox
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentfab.lazy import exports
 
 if TYPE_CHECKING:
     from agentfab.aggregators.ahead_by_k import AheadByK
@@ -64,12 +65,4 @@ _HOMES = {
     "SelfAggregate": "agentfab.aggregators.self_aggregation",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, _HOMES, __all__)

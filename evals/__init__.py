@@ -17,8 +17,9 @@ runner imports the aggregators.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentfab.lazy import exports
 
 if TYPE_CHECKING:
     from agentfab.evals.code import extract_code, humaneval_program, pass_at_k
@@ -58,12 +59,4 @@ _HOMES = {
     "load_suite": "agentfab.evals.suites",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = exports(__name__, _HOMES, __all__)

@@ -7,8 +7,9 @@ Every name is imported on first use: `EmbeddedClient` needs torch and transforme
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentfab.lazy import exports
 
 if TYPE_CHECKING:
     from agentfab.serving.default_model import DEFAULT_MODEL_NAME, default_model_path
@@ -22,8 +23,4 @@ _HOMES = {
     "EmbeddedClient": "agentfab.serving.embedded",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = exports(__name__, _HOMES, __all__)
