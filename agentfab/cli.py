@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 def _add_eval_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     evaluate = commands.add_parser("eval", help="run a pipeline on a benchmark suite")
     evaluate.add_argument("pipeline", type=Path)
-    evaluate.add_argument("--suite", required=True, help="a known suite or a .csv/.jsonl file")
+    evaluate.add_argument(
+        "--suite",
+        required=True,
+        help="a known suite, a .csv/.jsonl file, or package.module:function of your own",
+    )
     evaluate.add_argument("--limit", type=_count, help="only the first N items")
     evaluate.add_argument("--samples", type=_positive, default=1, help="team runs per item")
     evaluate.add_argument("--out", type=Path, help="run folder (default: runs/NAME-SUITE-TIME)")
