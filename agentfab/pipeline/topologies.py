@@ -46,8 +46,7 @@ class TopologyBase(Spec):
 
     def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
         """The aggregator specs it holds, with where each sits."""
-        found = getattr(self, "aggregator", None)
-        return [] if found is None else [(("topology", "aggregator"), found)]
+        return []
 
     def listed(self) -> list[tuple[Loc, list[str]]]:
         """The agent-name lists it holds, with where each sits."""
@@ -89,6 +88,9 @@ class StarSpec(TopologyBase):
     def build(self, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]) -> Team:
         workers = pick(agents, self.workers, ("topology", "workers"))
         return star(workers, self.aggregator.build(), quorum=self.quorum, name=name)
+
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
+        return [(("topology", "aggregator"), self.aggregator)]
 
     def listed(self) -> list[tuple[Loc, list[str]]]:
         return [] if self.workers is None else [(("topology", "workers"), self.workers)]
@@ -145,6 +147,9 @@ class TreeSpec(TopologyBase):
             name=name,
         )
 
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
+        return [] if self.aggregator is None else [(("topology", "aggregator"), self.aggregator)]
+
     def listed(self) -> list[tuple[Loc, list[str]]]:
         return [] if self.leaves is None else [(("topology", "leaves"), self.leaves)]
 
@@ -195,6 +200,9 @@ class GroupsSpec(TopologyBase):
             g: pick(agents, names, ("topology", "groups", g)) for g, names in self.groups.items()
         }
         return groups(members, self.aggregator.build(), links=self.links, name=name)
+
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
+        return [(("topology", "aggregator"), self.aggregator)]
 
     def listed(self) -> list[tuple[Loc, list[str]]]:
         return [(("topology", "groups", g), members) for g, members in self.groups.items()]
@@ -265,8 +273,7 @@ class CustomSpec(TopologyBase):
             if name not in ends:
                 raise FieldError(
                     ("topology", "aggregates", name),
-                    "in no edge of topology.edges, so it would never run; add an edge or "
-                    "remove it",
+                    "in no edge of topology.edges, so it would never run; add an edge or remove it",
                 )
 
     def shape_loc(self, error: ShapeError, agent_loc: AgentLoc) -> Loc:
@@ -294,6 +301,9 @@ class MixtureSpec(TopologyBase):
     def build(self, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]) -> Team:
         proposers = pick(agents, self.proposers, ("topology", "proposers"))
         return mixture_of_agents(proposers, self.aggregator.build(), layers=self.layers, name=name)
+
+    def aggregators(self) -> list[tuple[Loc, AggregatorBase]]:
+        return [(("topology", "aggregator"), self.aggregator)]
 
     def listed(self) -> list[tuple[Loc, list[str]]]:
         return [] if self.proposers is None else [(("topology", "proposers"), self.proposers)]
