@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
+from agentfab import references
 from agentfab.aggregators.ahead_by_k import AheadByK
 from agentfab.aggregators.base import Aggregator
 from agentfab.aggregators.bradley_terry import BradleyTerry
@@ -16,7 +17,6 @@ from agentfab.aggregators.majority import Majority
 from agentfab.aggregators.self_aggregation import SelfAggregate
 from agentfab.errors import ConfigError
 from agentfab.pipeline.spec import Spec
-from agentfab.references import build
 from agentfab.team import check_aggregator
 from agentfab.yaml_loader import Loc
 
@@ -135,19 +135,23 @@ class PythonAggregatorSpec(AggregatorBase):
     """`package.module:Name`, found on sys.path, in the current folder or the pipeline's."""
     settings: dict[str, Any] = {}
 
+    _checked: Aggregator | None = PrivateAttr(default=None)
+    """The one made when the spec was validated: it answers `models()`."""
+
     @model_validator(mode="after")
     def _made(self) -> PythonAggregatorSpec:
         try:
-            self.build()
+            self._checked = self.build()
         except ConfigError as error:
             raise ValueError(str(error)) from None  # so pydantic places it at its line
         return self
 
     def models(self) -> list[tuple[Loc, str]]:
-        return [(("ref",), model) for model in self.build().models()]
+        made = self._checked or self.build()
+        return [(("ref",), model) for model in made.models()]
 
     def build(self) -> Aggregator:
-        made = build(self.ref, self.settings)
+        made = references.build(self.ref, self.settings)
         check_aggregator(made, f"aggregator {self.ref!r}")
         return made  # type: ignore[no-any-return]
 

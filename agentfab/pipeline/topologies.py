@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from agentfab import references
 from agentfab.agent import Agent
 from agentfab.aggregators.majority import Majority
 from agentfab.errors import ConfigError
@@ -21,7 +22,6 @@ from agentfab.pipeline.aggregators import (
     SelfAggregateSpec,
 )
 from agentfab.pipeline.spec import Spec, pick, unknown
-from agentfab.references import build
 from agentfab.team import Aggregate, Node, ShapeError, Team
 from agentfab.topologies import chain, custom, groups, mixture_of_agents, star, tree
 from agentfab.yaml_loader import FieldError, Loc, dotted
@@ -321,7 +321,9 @@ class PythonTopologySpec(TopologyBase):
 
     def build(self, agents: Mapping[str, Agent], name: str, context: Mapping[str, int]) -> Team:
         try:
-            made = build(self.ref, {"name": name, **self.settings}, args=[list(agents.values())])
+            made = references.build(
+                self.ref, {"name": name, **self.settings}, args=[list(agents.values())]
+            )
         except ShapeError:
             raise
         except ConfigError as error:
