@@ -13,6 +13,7 @@ from agentfab.lazy import exports
 if TYPE_CHECKING:
     from agentfab.agent import Agent
     from agentfab.answers import extract_answer
+    from agentfab.batch import Done, arun_many, run_many
     from agentfab.budget import Budget
     from agentfab.errors import (
         AgentfabError,
@@ -46,6 +47,7 @@ __all__ = [
     "ChatResponse",
     "Completion",
     "ConfigError",
+    "Done",
     "LLMClient",
     "Message",
     "ModelOutputError",
@@ -58,14 +60,19 @@ __all__ = [
     "Team",
     "TokenLogprob",
     "Usage",
+    "arun_many",
     "extract_answer",
     "run",
+    "run_many",
 ]
 
 _HOMES = {
     "Agent": "agentfab.agent",
     "extract_answer": "agentfab.answers",
     "Budget": "agentfab.budget",
+    "Done": "agentfab.batch",
+    "arun_many": "agentfab.batch",
+    "run_many": "agentfab.batch",
     "AgentfabError": "agentfab.errors",
     "BackendError": "agentfab.errors",
     "BudgetExceeded": "agentfab.errors",

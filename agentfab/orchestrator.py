@@ -22,6 +22,7 @@ from agentfab.aggregators.base import AggregationContext, derive_seed
 from agentfab.answers import FORMATS, answer_format_for
 from agentfab.budget import Budget, Ledger, worst_case_tokens
 from agentfab.errors import BudgetExceeded, ConfigError, QuorumNotReached, first_error
+from agentfab.executors import Executor, LocalExecutor
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient, ReportsServerCounters
 from agentfab.messages import Message, Task, Usage
 from agentfab.openai_client import counting_calls
@@ -62,6 +63,10 @@ class RunSettings(UserModel):
     reasoning and no stated confidence."""
     server_metrics: bool = True
     """Read each vLLM server's /metrics before and after the run into `Result.servers`."""
+    executor: Executor = LocalExecutor()
+    """Where many tasks run (`run_many`, `agentfab eval`): in this process (`{kind: local}`),
+    or over a pool of Ray workers (`{kind: ray, address, workers, concurrency_per_worker}`).
+    A single run ignores it."""
 
 
 class Orchestrator:

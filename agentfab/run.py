@@ -6,8 +6,9 @@ module once anything imported it), so this module imports the engine only when i
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,13 +45,24 @@ def run(
     run_settings = RunSettings(**settings)
     if clients is not None:
         return asyncio.run(Orchestrator(clients, run_settings).run(team, task))
-    with _embedded_turn:
-        model = _embedded_model()
+    with embedded_turn(True):
+        model = embedded_model()
         served = dict.fromkeys((m for _, m in team.model_uses()), model)
         return asyncio.run(Orchestrator(served, run_settings).run(team, task))
 
 
-def _embedded_model() -> LLMClient:
+@contextlib.contextmanager
+def embedded_turn(needed: bool) -> Iterator[None]:
+    """This thread's turn with the embedded model, when `needed` (runs on it take turns)."""
+    if not needed:
+        yield
+        return
+    with _embedded_turn:
+        yield
+
+
+def embedded_model() -> LLMClient:
+    """The embedded default model of this process, loaded on first use."""
     global _embedded
     if _embedded is None:
         from agentfab.serving.embedded import EmbeddedClient

@@ -154,6 +154,13 @@ class ItemRecord(Record):
     """`backend` failures (no model answered) are asked again by --resume."""
     wall_s: float = 0.0
     finished: str = ""
+    worker: str | None = None
+    """The Ray worker that ran it (`ray-worker-1`); None when it ran in the driver's process."""
+    node: str | None = None
+    """The Ray node of that worker."""
+    lost: tuple[str, ...] = ()
+    """Ray workers that died while running this item: it was run again from the start, and
+    what is recorded (tokens included) is the run that finished."""
 
     @property
     def key(self) -> tuple[str, int]:

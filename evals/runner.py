@@ -15,11 +15,12 @@ asking a finished item again. Items run concurrently (the embedded model batches
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,6 @@ from agentfab.errors import (
     ConfigError,
     ModelOutputError,
     QuorumNotReached,
-    first_error,
 )
 from agentfab.evals.code import extract_code, humaneval_program
 from agentfab.evals.records import (
@@ -59,6 +59,7 @@ from agentfab.evals.records import (
 from agentfab.evals.report import Summary, write_report
 from agentfab.evals.sandbox import run_python_async
 from agentfab.evals.suites import Item, Suite, load_suite
+from agentfab.executors import Executor, LocalExecutor
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task, Usage
 from agentfab.orchestrator import Orchestrator, RunSettings
@@ -326,29 +327,25 @@ async def run_eval(
     """Run what `plan` left to do, then write summary.json and the report.
 
     Without `clients`, the pipeline's servers are brought up (its `serving` section) and
-    its clients built and closed here. Cancelling keeps every record already written.
+    its clients built and closed where the items run (here, or in each Ray worker).
+    Cancelling keeps every record already written.
     """
     written = 0
     if plan.units:
+        executor = plan.pipeline.run.executor
+        if clients is not None and not isinstance(executor, LocalExecutor):
+            raise ConfigError(
+                f"{plan.options.pipeline}: run.executor is {executor.kind}, which runs items "
+                "with clients of its own; pass no clients"
+            )
+        from agentfab.serving.supervisor import servers_up
+
         with _ResultsFile(plan.results) as results:
-            if clients is not None:
-                written = await _run_units(plan, clients, results)
-            else:
-                written = await _run_with_own_clients(plan, results)
+            async with servers_up(plan.pipeline.serving if clients is None else None, report=_say):
+                written = await _run_units(plan, executor, _EvalWork.of(plan, clients), results)
     everything = written + len(plan.done)
     summary = write_report(plan.folder) if everything else None
     return EvalOutcome(plan.folder, summary, written, len(plan.done))
-
-
-async def _run_with_own_clients(plan: EvalPlan, results: _ResultsFile) -> int:
-    from agentfab.serving.supervisor import servers_up
-
-    async with servers_up(plan.pipeline.serving, report=_say):
-        clients = build_clients(plan.pipeline)
-        try:
-            return await _run_units(plan, clients, results)
-        finally:
-            await close_clients(clients)
 
 
 def _say(line: str) -> None:
@@ -381,45 +378,26 @@ class _ResultsFile:
 
 
 async def _run_units(
-    plan: EvalPlan, clients: Mapping[str, LLMClient], results: _ResultsFile
+    plan: EvalPlan, executor: Executor, work: _EvalWork, results: _ResultsFile
 ) -> int:
-    session = _Session(plan, clients, asyncio.Semaphore(_SANDBOXES))
+    """Every unit through the executor; the driver alone writes each record as it lands."""
     progress = _Progress(plan)
     written = 0
-
-    async def one(item: Item, sample: int) -> None:
-        nonlocal written
-        record = await session.unit(item, sample)
-        results.write(record)
-        written += 1
-        progress.add(record)
-        progress.check_failures(plan)
-
+    keys = [(item.id, sample) for item, sample in plan.units]
     try:
-        await _drain(plan.units, one, plan.options.concurrency)
+        stream = executor.map(work, keys, concurrency=plan.options.concurrency)
+        async with contextlib.aclosing(stream) as finished:
+            async for outcome in finished:
+                record = outcome.value.model_copy(
+                    update={"worker": outcome.worker, "node": outcome.node, "lost": outcome.lost}
+                )
+                results.write(record)
+                written += 1
+                progress.add(record)
+                progress.check_failures(plan)
     finally:
         progress.close()
     return written
-
-
-async def _drain(
-    units: Sequence[tuple[Item, int]],
-    work: Callable[[Item, int], Awaitable[None]],
-    concurrency: int,
-) -> None:
-    """`work` on every unit, `concurrency` at a time; the first error stops the others."""
-    pending: Iterator[tuple[Item, int]] = iter(units)
-
-    async def worker() -> None:
-        for item, sample in pending:  # one shared iterator: each unit is taken once
-            await work(item, sample)
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, len(units))):
-                group.create_task(worker())
-    except BaseExceptionGroup as errors:
-        raise first_error(errors) from None
 
 
 class _Progress:
@@ -485,23 +463,57 @@ class _Progress:
 
 
 @dataclass
-class _Session:
-    """What every item of a run shares."""
+class _EvalWork:
+    """One (item, sample) unit of a run: the team on it, its baselines, all scored. Runs
+    where the executor puts it, so it carries the run's descriptions, not open clients
+    (unless the caller gave clients, which only run in this process)."""
 
-    plan: EvalPlan
-    clients: Mapping[str, LLMClient]
-    sandboxes: asyncio.Semaphore
+    pipeline: Pipeline
+    team: Team
+    items: dict[str, Item]
+    seed: int
+    max_sc_samples: int
+    test_timeout_s: float
+    given: Mapping[str, LLMClient] | None = None
+    clients: Mapping[str, LLMClient] = field(default_factory=dict)
+    sandboxes: asyncio.Semaphore | None = None
+
+    @classmethod
+    def of(cls, plan: EvalPlan, clients: Mapping[str, LLMClient] | None) -> _EvalWork:
+        wanted = {item.id for item, _ in plan.units}
+        return cls(
+            pipeline=plan.pipeline,
+            team=plan.team,
+            items={item.id: item for item in plan.suite.items if item.id in wanted},
+            seed=plan.config.seed,
+            max_sc_samples=plan.options.max_sc_samples,
+            test_timeout_s=plan.options.test_timeout_s,
+            given=clients,
+        )
+
+    async def open(self) -> None:
+        self.sandboxes = asyncio.Semaphore(_SANDBOXES)
+        self.clients = self.given if self.given is not None else build_clients(self.pipeline)
+
+    async def close(self) -> None:
+        if self.given is None:
+            await close_clients(self.clients)
+
+    async def run(self, key: tuple[str, int]) -> ItemRecord:
+        item_id, sample = key
+        return await self.unit(self.items[item_id], sample)
 
     @property
     def agent(self) -> Agent:
         """The team's first agent: the baselines' single agent."""
-        return self.plan.team.agents()[0]
+        return self.team.agents()[0]
 
     async def unit(self, item: Item, sample: int) -> ItemRecord:
         """The team on one item, its baselines, all scored."""
         started = time.perf_counter()
         task = item.task()
-        judge = _Judge(item, self.sandboxes, self.plan.options.test_timeout_s)
+        assert self.sandboxes is not None, "opened"
+        judge = _Judge(item, self.sandboxes, self.test_timeout_s)
         (result, error, kind), first = await asyncio.gather(
             self._team(task, item, sample), self._alone(task, item, sample, 1, 0)
         )
@@ -535,17 +547,17 @@ class _Session:
         return Orchestrator(self.clients, settings, record_prompts=True)
 
     def _seed(self, *parts: object) -> int | None:
-        return derive_seed(self.plan.config.seed, *parts)
+        return derive_seed(self.seed, *parts)
 
     async def _team(
         self, task: Task, item: Item, sample: int
     ) -> tuple[Result | None, str | None, ErrorKind | None]:
         """The team's result (partial when it failed), why it failed, and how."""
-        settings = self.plan.pipeline.run.model_copy(
+        settings = self.pipeline.run.model_copy(
             update={"seed": self._seed("team", item.id, sample), "server_metrics": False}
         )
         try:
-            result = await self._orchestrator(settings).run(self.plan.team, task)
+            result = await self._orchestrator(settings).run(self.team, task)
         except BudgetExceeded as stopped:
             return stopped.partial, str(stopped), "budget"
         except QuorumNotReached as missed:
@@ -561,7 +573,7 @@ class _Session:
         """The first agent alone, `n` samples in one request, as the team would run it."""
         agent = self.agent.model_copy(update={"samples": n})
         team = Team.from_edges([agent], [], name=f"{agent.name}-alone")
-        settings = self.plan.pipeline.run.model_copy(
+        settings = self.pipeline.run.model_copy(
             update={
                 "seed": self._seed("single", item.id, sample, request),
                 "rounds": 1,
@@ -638,7 +650,7 @@ class _Session:
         prior = _completions(team)
         if isinstance(first, AgentfabError):
             return Sampled(error=str(first), budget=budget)
-        draws = _Draws(budget, self.plan.options.max_sc_samples, prior=prior)
+        draws = _Draws(budget, self.max_sc_samples, prior=prior)
         draws.add(first)
         error: str | None = None
         while (n := draws.next_n()) > 0:

@@ -20,9 +20,10 @@ SOURCE_FOLDERS = ("agentfab", "topologies", "aggregators", "serving", "evals")
 PUBLIC = {
     "agentfab": [
         "Agent", "AgentfabError", "Aggregate", "BackendError", "Budget", "BudgetExceeded",
-        "ChatRequest", "ChatResponse", "Completion", "ConfigError", "LLMClient", "Message",
-        "ModelOutputError", "OpenAIClient", "Orchestrator", "QuorumNotReached", "Result",
-        "RunSettings", "Task", "Team", "TokenLogprob", "Usage", "extract_answer", "run",
+        "ChatRequest", "ChatResponse", "Completion", "ConfigError", "Done", "LLMClient",
+        "Message", "ModelOutputError", "OpenAIClient", "Orchestrator", "QuorumNotReached",
+        "Result", "RunSettings", "Task", "Team", "TokenLogprob", "Usage", "arun_many",
+        "extract_answer", "run", "run_many",
     ],
     "agentfab.aggregators": [
         "AggregationContext", "Aggregator", "AheadByK", "BaseAggregator", "BradleyTerry",
