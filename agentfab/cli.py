@@ -89,6 +89,17 @@ def _add_eval_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     evaluate.add_argument("--concurrency", type=_positive, default=8, help="items at once")
     evaluate.add_argument("--seed", type=int, help="default: the pipeline's seed, else 0")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run the items on Ray workers: the cluster at ADDRESS (HOST:PORT), this machine's "
+        "(auto, the default), or one started for the run (local)",
+    )
+    evaluate.add_argument(
+        "--workers", type=_positive, help="Ray workers (with --ray; default 2)"
+    )
     evaluate.set_defaults(handler=_eval)
 
     report = commands.add_parser("report", help="eval runs side by side, as Markdown")
@@ -112,7 +123,7 @@ def _positive(text: str) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from agentfab.evals.report import rate_table
+    from agentfab.evals.report import rate_table, where_ran
     from agentfab.evals.runner import EvalOptions, plan_eval, resume_hint, run_eval
 
     options = EvalOptions(
@@ -125,6 +136,8 @@ def _eval(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         seed=args.seed,
         progress=not args.no_progress,
+        ray=args.ray,
+        workers=args.workers,
     )
     plan = plan_eval(options)
     _report(f"eval: {len(plan.units)} to run, {len(plan.done)} done before; in {plan.folder}")
@@ -137,6 +150,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"no items to run; nothing written to {plan.results}")
         return 0
     print(rate_table(outcome.summary))
+    if where := where_ran(outcome.summary):
+        print(f"\n{where}")
     print(f"\nreport: {outcome.folder / 'report.md'}")
     return 0
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import uuid
 from collections.abc import AsyncGenerator, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -25,6 +27,8 @@ from agentfab.executors import Finished, RayExecutor, Work
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
+NAMESPACE = "agentfab"
+"""Where the workers are named (`<run>-ray-worker-<i>`), for `ray list actors` and tests."""
 _PROBE_TIMEOUT_S = 5.0
 _CLOSE_TIMEOUT_S = 30.0
 
@@ -99,6 +103,9 @@ class _Worker:
         import ray
 
         return str(ray.get_runtime_context().get_node_id())
+
+    async def pid(self) -> int:
+        return os.getpid()
 
     async def run(self, key: Any) -> Any:
         if not self.opened:
@@ -197,6 +204,7 @@ async def _start(
 ) -> list[_Member]:
     """The workers, spread over the nodes, each answering before any key is sent."""
     actor_class = ray.remote(_Worker)
+    run = uuid.uuid4().hex[:8]  # names each run's actors apart in the shared namespace
     members = [
         _Member(
             f"ray-worker-{i}",
@@ -206,6 +214,8 @@ async def _start(
                 max_concurrency=per_worker + 2,  # its slots, and node() / close() beside them
                 max_restarts=0,
                 scheduling_strategy="SPREAD",
+                name=f"{run}-ray-worker-{i}",
+                namespace=NAMESPACE,
             ).remote(work),
         )
         for i in range(executor.workers)

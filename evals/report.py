@@ -84,6 +84,17 @@ class Noted(_Part):
     correct: bool
 
 
+class Rerun(_Part):
+    """An item whose Ray worker died under it: it ran again from the start on another."""
+
+    item: str
+    sample: int
+    lost: list[str]
+    """The workers that died holding it, in order."""
+    worker: str | None
+    """The worker that ran it to its end."""
+
+
 class Summary(_Part):
     """`summary.json`."""
 
@@ -107,6 +118,12 @@ class Summary(_Part):
     mean_correlation: float | None
     noted: list[Noted] = []
     """Team decisions that carry a note, in the order of the results."""
+    workers: dict[str, int] = {}
+    """Lines each Ray worker ran (empty when the run did not use Ray)."""
+    nodes: dict[str, int] = {}
+    """Lines each Ray node ran."""
+    reruns: list[Rerun] = []
+    """Lines run again because a Ray worker died while running them."""
 
 
 def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Summary:
@@ -140,6 +157,13 @@ def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Su
         correlation_agents=names,
         correlation_matrix=matrix,
         mean_correlation=mean_phi,
+        workers=_count_by([r.worker for r in records]),
+        nodes=_count_by([r.node for r in records]),
+        reruns=[
+            Rerun(item=r.item, sample=r.sample, lost=list(r.lost), worker=r.worker)
+            for r in records
+            if r.lost
+        ],
         noted=[
             Noted(
                 item=r.item,
@@ -285,6 +309,14 @@ def _write_text(path: Path, text: str) -> None:
         raise ConfigError(f"{path}: cannot write ({error.strerror})") from None
 
 
+def _count_by(names: Sequence[str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def markdown(summary: Summary, figures: Sequence[str] | str) -> str:
     """report.md: `figures` are the image files written, or why there are none."""
     parts = [_heading(summary), rate_table(summary)]
@@ -301,6 +333,7 @@ def markdown(summary: Summary, figures: Sequence[str] | str) -> str:
         _agreement_section(summary, figures),
         _noted_section(summary),
         _correlation_section(summary),
+        _where_section(summary),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -405,6 +438,33 @@ def _noted_section(summary: Summary) -> str:
         f"decisions were not clear: ties broken by agent order, answers carried by less than "
         f"half the votes, or no answer.\n\n{table}"
     )
+
+
+def where_ran(summary: Summary) -> str:
+    """Where a Ray run's lines ran and what was re-run, in a line ("" without Ray)."""
+    if not summary.workers:
+        return ""
+    nodes = len(summary.nodes)
+    text = (
+        f"ran on {len(summary.workers)} Ray workers over {nodes} node{'s' * (nodes != 1)} "
+        f"({', '.join(f'{w}: {n}' for w, n in summary.workers.items())})"
+    )
+    if summary.reruns:
+        lost = sorted({w for r in summary.reruns for w in r.lost})
+        text += (
+            f"; {len(summary.reruns)} line{'s' * (len(summary.reruns) != 1)} re-run after "
+            f"{', '.join(lost)} died (their tokens are those of the run that finished)"
+        )
+    return text
+
+
+def _where_section(summary: Summary) -> str:
+    line = where_ran(summary)
+    if not line:
+        return ""
+    rows = [[r.item + f" #{r.sample}", ", ".join(r.lost), r.worker or ""] for r in summary.reruns]
+    table = f"\n\n{_table(['item', 'lost with', 'finished on'], rows)}" if rows else ""
+    return f"## Where it ran\n\n{line[0].upper() + line[1:]}.{table}"
 
 
 def _shown(answer: str | None) -> str:

@@ -59,7 +59,7 @@ from agentfab.evals.records import (
 from agentfab.evals.report import Summary, write_report
 from agentfab.evals.sandbox import run_python_async
 from agentfab.evals.suites import Item, Suite, load_suite
-from agentfab.executors import Executor, LocalExecutor
+from agentfab.executors import Executor, LocalExecutor, RayExecutor
 from agentfab.llm import LLMClient
 from agentfab.messages import Message, Task, Usage
 from agentfab.orchestrator import Orchestrator, RunSettings
@@ -108,6 +108,11 @@ class EvalOptions(BaseModel):
     """Wall-clock limit of one code problem's tests."""
     progress: bool = True
     """A progress bar on stderr."""
+    ray: str | None = None
+    """Run the items on Ray workers at this address (`RayExecutor.address`), whatever the
+    pipeline's `run.executor` says."""
+    workers: int | None = Field(default=None, ge=1)
+    """Ray workers; default: the pipeline's `run.executor.workers`, else 2."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ async def evaluate(
 def plan_eval(options: EvalOptions) -> EvalPlan:
     """Load the pipeline and suite, prepare the folder (refusing to mix runs) and work out
     what is left. Every problem is a one-line ConfigError."""
-    pipeline = load_pipeline(options.pipeline)
+    pipeline = _with_executor(load_pipeline(options.pipeline), options)
     seed = options.seed if options.seed is not None else pipeline.run.seed
     seed = seed if seed is not None else 0
     suite = load_suite(options.suite, seed=seed, limit=options.limit)
@@ -183,6 +188,22 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
         if (item.id, sample) not in finished
     ]
     return EvalPlan(options, pipeline, team, suite, config, folder, done, units)
+
+
+def _with_executor(pipeline: Pipeline, options: EvalOptions) -> Pipeline:
+    """The pipeline with `--ray` / `--workers` applied to its `run.executor`."""
+    executor = pipeline.run.executor
+    if options.workers is not None and options.ray is None and executor.kind != "ray":
+        raise ConfigError("--workers: only with --ray (or a pipeline whose run.executor is ray)")
+    if options.ray is None and options.workers is None:
+        return pipeline
+    settings = executor.model_dump(exclude={"kind"}) if isinstance(executor, RayExecutor) else {}
+    if options.ray is not None:
+        settings["address"] = options.ray
+    if options.workers is not None:
+        settings["workers"] = options.workers
+    run = pipeline.run.model_copy(update={"executor": RayExecutor(**settings)})
+    return pipeline.model_copy(update={"run": run})
 
 
 def _check_scorable(path: Path, pipeline: Pipeline, suite: Suite) -> None:
