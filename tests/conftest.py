@@ -35,6 +35,12 @@ def real_embedded() -> None:
 
 
 @pytest.fixture(scope="session")
+def real_ray() -> None:
+    """Ray is installed and can start a local cluster here."""
+    real_parts.require("Ray", real_parts.ray_problem())
+
+
+@pytest.fixture(scope="session")
 async def embedded(real_embedded: None) -> AsyncIterator[EmbeddedClient]:
     """The real embedded default model (SmolLM2-135M-Instruct), shared by the session."""
     from agentfab.serving.embedded import EmbeddedClient

