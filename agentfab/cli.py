@@ -22,7 +22,7 @@ from agentfab.errors import AgentfabError, BudgetExceeded, ConfigError, QuorumNo
 if TYPE_CHECKING:
     from agentfab.llm import LLMClient
     from agentfab.messages import Message, Task
-    from agentfab.pipeline import Pipeline
+    from agentfab.pipeline import Pipeline, ServeConfig
     from agentfab.result import Result
     from agentfab.trace import TraceWriter
 
@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="start vLLM servers and keep them up")
     serve.add_argument("config", type=Path)
+    serve.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="place every replica in a Ray actor on the cluster at ADDRESS (default: auto)",
+    )
     serve.set_defaults(handler=_serve)
 
     schema = commands.add_parser("schema", help="print the pipeline JSON Schema")
@@ -208,11 +215,25 @@ def _serve(args: argparse.Namespace) -> int:
     from agentfab.serving.supervisor import Supervisor
 
     config = load_serve_config(args.config)
-    supervisor = Supervisor(
-        config.specs(), Path(config.log_dir), report=lambda line: print(line, flush=True)
-    )
-    asyncio.run(_until_signalled(supervisor.run()))
+    if args.ray is not None:
+        from agentfab.serving.ray_replicas import with_placement
+
+        config = with_placement(config, args.ray)
+    if config.placed("ray") is None:
+        supervisor = Supervisor(
+            config.specs(), Path(config.log_dir), report=lambda line: print(line, flush=True)
+        )
+        asyncio.run(_until_signalled(supervisor.run()))
+    else:
+        asyncio.run(_until_signalled(_serve_until_stopped(config)))
     return 0
+
+
+async def _serve_until_stopped(config: ServeConfig) -> None:
+    from agentfab.serving.supervisor import servers_up
+
+    async with servers_up(config, report=lambda line: print(line, flush=True)):
+        await asyncio.Event().wait()
 
 
 async def _until_signalled(work: Coroutine[object, object, None]) -> None:
@@ -266,8 +287,8 @@ def _run(args: argparse.Namespace) -> int:
 async def _run_async(pipeline: Pipeline, task: Task, trace: TraceWriter | None) -> Result:
     from agentfab.serving.supervisor import servers_up
 
-    async with servers_up(pipeline.serving, report=_report):
-        return await _run_team(pipeline, task, trace)
+    async with servers_up(pipeline.serving, report=_report) as served:
+        return await _run_team(pipeline.with_urls(served.placed), task, trace)
 
 
 def _report(line: str) -> None:

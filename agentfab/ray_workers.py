@@ -144,6 +144,9 @@ class _Pool(Generic[K, T]):
         ray = import_ray()
         while member.alive:
             key = await self.todo.get()
+            if not member.alive:  # it died while this slot waited: the key is for another
+                self.todo.put_nowait(key)
+                return
             try:
                 value = await member.actor.run.remote(key)
             except ray.exceptions.RayActorError:
@@ -159,7 +162,9 @@ class _Pool(Generic[K, T]):
     def _lose(self, member: _Member, key: K) -> None:
         """A worker died holding `key`: it runs again on another."""
         member.alive = False
-        self.lost.setdefault(key, []).append(member.name)
+        lost = self.lost.setdefault(key, [])
+        if member.name not in lost:
+            lost.append(member.name)
         self.todo.put_nowait(key)
         if not any(m.alive for m in self.members):
             names = ", ".join(m.name for m in self.members)

@@ -9,7 +9,9 @@ some agent of the team was right. Code is judged by the problem's tests in the s
 
 Each record is appended to `results.jsonl` and synced to disk as soon as its item
 finishes, so a run killed at any moment keeps its work; `resume` continues it without
-asking a finished item again. Items run concurrently (the embedded model batches them).
+asking a finished item again. Items run concurrently (the embedded model batches them),
+in this process or on Ray workers (`run.executor`, `--ray`): the executor streams each
+record back and this process alone writes it, so a run reads the same either way.
 """
 
 from __future__ import annotations
@@ -362,8 +364,10 @@ async def run_eval(
         from agentfab.serving.supervisor import servers_up
 
         with _ResultsFile(plan.results) as results:
-            async with servers_up(plan.pipeline.serving if clients is None else None, report=_say):
-                written = await _run_units(plan, executor, _EvalWork.of(plan, clients), results)
+            serving = plan.pipeline.serving if clients is None else None
+            async with servers_up(serving, report=_say) as served:
+                work = _EvalWork.of(plan, clients, plan.pipeline.with_urls(served.placed))
+                written = await _run_units(plan, executor, work, results)
     everything = written + len(plan.done)
     summary = write_report(plan.folder) if everything else None
     return EvalOutcome(plan.folder, summary, written, len(plan.done))
@@ -500,10 +504,12 @@ class _EvalWork:
     sandboxes: asyncio.Semaphore | None = None
 
     @classmethod
-    def of(cls, plan: EvalPlan, clients: Mapping[str, LLMClient] | None) -> _EvalWork:
+    def of(
+        cls, plan: EvalPlan, clients: Mapping[str, LLMClient] | None, pipeline: Pipeline
+    ) -> _EvalWork:
         wanted = {item.id for item, _ in plan.units}
         return cls(
-            pipeline=plan.pipeline,
+            pipeline=pipeline,
             team=plan.team,
             items={item.id: item for item in plan.suite.items if item.id in wanted},
             seed=plan.config.seed,

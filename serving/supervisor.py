@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,18 +22,38 @@ if TYPE_CHECKING:
 MAX_BACKOFF_S = 60.0
 
 
+@dataclass
+class Served:
+    """What `servers_up` brought up."""
+
+    supervisor: Supervisor | None = None
+    """The servers on this machine."""
+    placed: dict[str, list[str]] = field(default_factory=dict)
+    """The URLs of the replicas Ray placed, by served name (they are known only now)."""
+
+
 @contextlib.asynccontextmanager
 async def servers_up(
     config: ServeConfig | None, *, report: Callable[[str], None] = print
-) -> AsyncIterator[Supervisor | None]:
-    """A pipeline's `serving` section, up for the duration: servers already answering are
-    reused, the others started, watched and stopped at the end."""
-    if config is None:
-        yield None
-        return
-    supervisor = Supervisor(config.specs(), Path(config.log_dir), report=report, reuse_running=True)
-    async with supervisor:
-        yield supervisor
+) -> AsyncIterator[Served]:
+    """A pipeline's `serving` section, up for the duration: local servers already answering
+    are reused, the others started, watched and stopped at the end; `placement: ray`
+    servers run in Ray actors (`serving/ray_replicas.py`)."""
+    here = config.placed("local") if config is not None else None
+    on_ray = config.placed("ray") if config is not None else None
+    async with contextlib.AsyncExitStack() as stack:
+        served = Served()
+        if here is not None:
+            supervisor = Supervisor(
+                here.specs(), Path(here.log_dir), report=report, reuse_running=True
+            )
+            served.supervisor = await stack.enter_async_context(supervisor)
+        if on_ray is not None:
+            from agentfab.serving.ray_replicas import RayReplicas
+
+            replicas = await stack.enter_async_context(RayReplicas(on_ray, report=report))
+            served.placed = replicas.urls()
+        yield served
 
 
 class Supervisor:

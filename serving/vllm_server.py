@@ -94,10 +94,20 @@ def check_can_start(spec: ServerSpec) -> None:
 class VLLMServer:
     """A running vLLM server; `async with VLLMServer(spec, log) as server:`."""
 
-    def __init__(self, spec: ServerSpec, log_path: Path, *, start_timeout_s: float = 600.0):
+    def __init__(
+        self,
+        spec: ServerSpec,
+        log_path: Path,
+        *,
+        start_timeout_s: float = 600.0,
+        tethered: bool = False,
+    ):
         self.spec = spec
         self.log_path = log_path
         self.start_timeout_s = start_timeout_s
+        self.tethered = tethered
+        """Run under `agentfab.serving.tether`: the server ends when this process does, even
+        killed (a Ray actor's server must not outlive the actor)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
@@ -105,8 +115,9 @@ class VLLMServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", **self.spec.env}
         with self.log_path.open("ab") as log:
+            tether = [sys.executable, "-m", "agentfab.serving.tether", str(os.getpid()), "--"]
             self.process = subprocess.Popen(
-                self.spec.command(),
+                [*tether, *self.spec.command()] if self.tethered else self.spec.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -153,6 +164,7 @@ class VLLMServer:
             await asyncio.sleep(0.2)
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
+        await _group_gone(process.pid)
 
     def _log_tail(self, chars: int = 400) -> str:
         try:
@@ -167,6 +179,18 @@ class VLLMServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+async def _group_gone(group: int, timeout_s: float = 10.0) -> None:
+    """Wait until the group's last process is gone: a killed process takes a moment to die
+    (longer on a loaded machine), and its port or GPU is not free until then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        await asyncio.sleep(0.1)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

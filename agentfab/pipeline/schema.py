@@ -10,7 +10,7 @@ makes a client or calls a model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,16 @@ class Pipeline(Spec):
             FieldWarning(loc, f"{problem}, so {'they' if plural else 'it'} will not run")
             for loc, problem, plural in _unused(self)
         ]
+
+    def with_urls(self, placed: Mapping[str, Sequence[str]]) -> Pipeline:
+        """This pipeline with the URLs of servers known only once up (placed by Ray) given
+        to the models that name them (by served name) and have no base_url of their own."""
+        models = dict(self.models)
+        for name, spec in self.models.items():
+            if isinstance(spec, OpenAIModel) and spec.base_url is None:
+                urls = list(placed.get(spec.served_name, ()))
+                models[name] = spec.model_copy(update={"base_url": urls}) if urls else spec
+        return self.model_copy(update={"models": models})
 
     def urls(self, model: str) -> list[str]:
         """Where an OpenAI-compatible model is served: its base_url(s), else the `serving`

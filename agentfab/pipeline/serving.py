@@ -5,6 +5,7 @@ starts and watches them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 
@@ -12,6 +13,9 @@ from agentfab.errors import ConfigError
 from agentfab.pipeline.spec import Spec, schema_keys
 from agentfab.serving.vllm_server import ServerSpec, client_host
 from agentfab.yaml_loader import describe, load_yaml
+
+# What a ServerConfig says beyond one server's ServerSpec.
+_NOT_SPEC = {"replicas", "model", "port", "extra_args", "placement", "ray_cpus", "ray_gpus"}
 
 
 class ServerConfig(Spec):
@@ -30,6 +34,14 @@ class ServerConfig(Spec):
     extra_args: list[str] = []
     """Passed to vLLM as they are, e.g. ["--enforce-eager"]."""
     env: dict[str, str] = {}
+    placement: Literal["local", "ray"] = "local"
+    """`local`: started on this machine; `ray`: each replica inside a Ray actor on the
+    cluster at the config's `ray_address`, placed where its resources are free."""
+    ray_cpus: float = Field(default=1.0, ge=0)
+    """CPUs each Ray-placed replica reserves."""
+    ray_gpus: float | None = Field(default=None, ge=0)
+    """GPUs each Ray-placed replica reserves; default: its tensor-parallel size on a cluster
+    with GPUs, none on one without."""
 
     def urls(self) -> list[str]:
         """Where clients reach each replica."""
@@ -42,7 +54,15 @@ class ServeConfig(Spec):
 
     servers: list[ServerConfig] = Field(min_length=1)
     log_dir: str = "logs"
-    """Each server writes its output to `<log_dir>/<served_name>-<port>.log`."""
+    """Each server writes its output to `<log_dir>/<served_name>-<port>.log` (on the node
+    that runs it)."""
+    ray_address: str = "auto"
+    """The Ray cluster of `placement: ray` servers: `auto`, `local` or `HOST:PORT`."""
+
+    def placed(self, where: Literal["local", "ray"]) -> ServeConfig | None:
+        """The servers with that placement, or None when there are none."""
+        servers = [s for s in self.servers if s.placement == where]
+        return self.model_copy(update={"servers": servers}) if servers else None
 
     def specs(self) -> list[ServerSpec]:
         specs = []
@@ -52,7 +72,7 @@ class ServeConfig(Spec):
                 from agentfab.serving.default_model import default_model_path
 
                 model = str(default_model_path())
-            fields = server.model_dump(exclude={"replicas", "model", "port", "extra_args"})
+            fields = server.model_dump(exclude=_NOT_SPEC)
             specs += [
                 ServerSpec(
                     model=model, port=server.port + i, extra_args=tuple(server.extra_args), **fields

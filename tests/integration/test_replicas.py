@@ -66,7 +66,8 @@ def pipeline_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def supervisor(real_vllm: None, pipeline_file: Path) -> AsyncIterator[Supervisor]:
-    async with servers_up(load_pipeline(pipeline_file).serving) as running:
+    async with servers_up(load_pipeline(pipeline_file).serving) as served:
+        running = served.supervisor
         assert running is not None and len(running.owned) == 2  # both started, none reused
         yield running
 
