@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from agentfab import Agent, Orchestrator, RunSettings, Task
+from agentfab import Agent, ConfigError, Orchestrator, RunSettings, Task
 from agentfab.aggregators import Majority
 from agentfab.pipeline import build_clients, load_pipeline
 from agentfab.replicas import ReplicaPool
@@ -96,3 +96,15 @@ async def test_a_replica_actor_killed_mid_run_loses_no_call_and_ray_restarts_it(
             await asyncio.sleep(1)
     assert not any(psutil.pid_exists(pid) for pid in vllm_before)
     assert vllm_processes(victim.spec.port)
+
+
+async def test_replicas_asking_for_more_gpus_than_the_cluster_has_are_one_line(
+    pipeline_file: Path,
+) -> None:
+    serving = load_pipeline(pipeline_file).serving
+    assert serving is not None
+    greedy = [s.model_copy(update={"ray_gpus": 1.0}) for s in serving.servers]
+    config = serving.model_copy(update={"servers": greedy})
+    with pytest.raises(ConfigError, match="ask for 2 GPUs, but the cluster has 0"):
+        async with RayReplicas(config):
+            pass
