@@ -100,8 +100,9 @@ class RayReplicas:
         ray = import_ray()
         connect(self.config.ray_address)
         servers = [s for s in self.config.servers if s.placement == "ray"]
-        gpus = ray.cluster_resources().get("GPU", 0.0)
-        _check_resources(ray, servers, gpus)
+        have = ray.cluster_resources()
+        gpus = have.get("GPU", 0.0)
+        _check_resources(have, servers)
         remote = ray.remote(_ReplicaActor)
         for server in servers:
             for spec in _specs(self.config, server):
@@ -126,10 +127,9 @@ class RayReplicas:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        from agentfab.serving.supervisor import stop_watching
+
+        await stop_watching(self._watcher)
         await asyncio.shield(self._stop())
 
     async def _watch(self) -> None:
@@ -172,9 +172,9 @@ def _gpus(server: ServerConfig, cluster_gpus: float) -> float:
     return float(server.tensor_parallel_size) if cluster_gpus > 0 else 0.0
 
 
-def _check_resources(ray: Any, servers: Sequence[ServerConfig], gpus: float) -> None:
+def _check_resources(have: dict[str, float], servers: Sequence[ServerConfig]) -> None:
     """Refuse replicas the cluster can never hold, saying what it has."""
-    have = ray.cluster_resources()
+    gpus = have.get("GPU", 0.0)
     want_gpus = sum(_gpus(s, gpus) * s.replicas for s in servers)
     want_cpus = sum(s.ray_cpus * s.replicas for s in servers)
     for name, want in (("GPU", want_gpus), ("CPU", want_cpus)):

@@ -56,6 +56,14 @@ async def servers_up(
         yield served
 
 
+async def stop_watching(watcher: asyncio.Task[None] | None) -> None:
+    """Cancel a background watch and wait until it has ended."""
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
 class Supervisor:
     """Starts every server, restarts one that dies (with backoff), stops them all at the end.
 
@@ -119,10 +127,7 @@ class Supervisor:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await stop_watching(self._watcher)
         await asyncio.shield(self.stop())
 
     async def _already_up(self, server: VLLMServer) -> bool:

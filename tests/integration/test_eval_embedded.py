@@ -56,16 +56,14 @@ def finished_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n")
 
 
-def test_a_killed_run_resumes_with_every_item_exactly_once(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    # Two at a time, so that items are still in flight when the second line lands.
-    first = eval_command(MC, "gpqa-project", 8, out, "--concurrency", "2")
+def kill_when_finished(command: list[str], out: Path, count: int) -> None:
+    """Start the eval `command` and SIGKILL it once `out` has `count` results."""
     process = subprocess.Popen(
-        first, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 300
-        while finished_lines(out / "results.jsonl") < 2:
+        while finished_lines(out / "results.jsonl") < count:
             assert process.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "no results after 300 s"
             time.sleep(0.2)
@@ -73,6 +71,12 @@ def test_a_killed_run_resumes_with_every_item_exactly_once(tmp_path: Path) -> No
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_killed_run_resumes_with_every_item_exactly_once(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # Two at a time, so that items are still in flight when the second line lands.
+    kill_when_finished(eval_command(MC, "gpqa-project", 8, out, "--concurrency", "2"), out, 2)
     before = finished_lines(out / "results.jsonl")
     assert 2 <= before < 8
     resumed = subprocess.run(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from agentfab.errors import ConfigError
 from agentfab.evals.runner import EvalOptions, evaluate
 from agentfab.executors import RayExecutor
+from tests.integration.test_eval_embedded import finished_lines, kill_when_finished, results
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_embedded")]
 
@@ -35,10 +35,6 @@ def options(out: Path, limit: int, **more: Any) -> EvalOptions:
     return EvalOptions(pipeline=MC, suite=SUITE, limit=limit, out=out, progress=False, **more)
 
 
-def records(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
-
-
 def answers(folder: Path) -> dict[tuple[str, int], Any]:
     return {
         (r["item"], r["sample"]): (
@@ -47,17 +43,13 @@ def answers(folder: Path) -> dict[tuple[str, int], Any]:
             r["single"]["answer"],
             r["self_consistency"]["answers"],
         )
-        for r in records(folder)
+        for r in results(folder)
     }
-
-
-def lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 async def until_lines(path: Path, count: int, run: asyncio.Task[Any]) -> None:
     deadline = time.monotonic() + 300
-    while lines(path) < count:
+    while finished_lines(path) < count:
         assert not run.done(), f"the run ended first: {run.exception()!r}"
         assert time.monotonic() < deadline, f"fewer than {count} results after 300 s"
         await asyncio.sleep(0.1)
@@ -79,7 +71,7 @@ def workers() -> dict[str, Any]:
 
 
 def exactly_once(folder: Path, limit: int) -> list[dict[str, Any]]:
-    got = records(folder)
+    got = results(folder)
     keys = [(r["item"], r["sample"]) for r in got]
     assert len(keys) == len(set(keys)) == limit
     return got
@@ -94,10 +86,10 @@ async def test_the_same_seeded_slice_gives_the_same_answers_on_ray_and_lands_on_
     ray_run = options(tmp_path / "ray", 6, concurrency=2, ray=cluster.address, workers=2)
     there = await evaluate(ray_run)
     assert answers(there.folder) == answers(here.folder)
-    got = records(there.folder)
+    got = results(there.folder)
     assert {r["node"] for r in got} == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert {r["worker"] for r in got} == {"ray-worker-0", "ray-worker-1"}
-    assert all(r["worker"] is None for r in records(here.folder))
+    assert all(r["worker"] is None for r in results(here.folder))
     assert there.summary is not None and there.summary.nodes and not there.summary.reruns
 
 
@@ -137,7 +129,7 @@ async def test_a_node_removed_mid_run_loses_nothing(cluster: Any, tmp_path: Path
         evaluate(options(out, 9, concurrency=6, ray=cluster.address, workers=3))
     )
     await until_lines(out / "results.jsonl", 1, run)
-    on_third = [r["worker"] for r in records(out) if r["node"] == third.unique_id]
+    on_third = [r["worker"] for r in results(out) if r["node"] == third.unique_id]
     cluster.remove_node(third)
     outcome = await asyncio.wait_for(run, 600)
     got = exactly_once(out, 9)
@@ -157,23 +149,8 @@ def test_a_killed_driver_resumes_with_every_item_once_and_leaves_no_worker(
 ) -> None:
     out = tmp_path / "run"
     common = ["--limit", "6", "--out", str(out), "--no-progress", "--ray", cluster.address]
-    process = subprocess.Popen(
-        cli(*common, "--concurrency", "2"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while lines(out / "results.jsonl") < 2:
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no results after 300 s"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    assert lines(out / "results.jsonl") < 6
+    kill_when_finished(cli(*common, "--concurrency", "2"), out, 2)
+    assert finished_lines(out / "results.jsonl") < 6
     deadline = time.monotonic() + 60
     while workers() and time.monotonic() < deadline:  # Ray ends the workers of a dead driver
         time.sleep(0.5)
