@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agentfab.trace import TraceWriter
 
 EXIT_USER_ERROR = 2
+_CACHE_HELP = "keep every model call's response in DIR; a rerun answers from it (run.cache)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--task", help="the task text (default: the pipeline's own task)")
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
     run.add_argument("--trace", type=Path, help="write every message to this JSON-lines file")
+    run.add_argument("--cache", type=Path, metavar="DIR", help=_CACHE_HELP)
     run.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", help="check a pipeline without running it")
@@ -96,6 +98,7 @@ def _add_eval_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     evaluate.add_argument("--concurrency", type=_positive, default=8, help="items at once")
     evaluate.add_argument("--seed", type=int, help="default: the pipeline's seed, else 0")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument("--cache", type=Path, metavar="DIR", help=_CACHE_HELP)
     evaluate.add_argument(
         "--ray",
         nargs="?",
@@ -130,7 +133,7 @@ def _positive(text: str) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from agentfab.evals.report import rate_table, where_ran
+    from agentfab.evals.report import cache_line, rate_table, where_ran
     from agentfab.evals.runner import EvalOptions, plan_eval, resume_hint, run_eval
 
     options = EvalOptions(
@@ -145,6 +148,7 @@ def _eval(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         ray=args.ray,
         workers=args.workers,
+        cache=args.cache,
     )
     plan = plan_eval(options)
     _report(f"eval: {len(plan.units)} to run, {len(plan.done)} done before; in {plan.folder}")
@@ -159,6 +163,8 @@ def _eval(args: argparse.Namespace) -> int:
     print(rate_table(outcome.summary))
     if where := where_ran(outcome.summary):
         print(f"\n{where}")
+    if cached := cache_line(outcome.summary):
+        print(f"\n{cached}")
     print(f"\nreport: {outcome.folder / 'report.md'}")
     return 0
 
@@ -264,6 +270,12 @@ def _run(args: argparse.Namespace) -> int:
     from agentfab.trace import TraceWriter
 
     pipeline = load_pipeline(args.pipeline, warn=_warn)
+    if args.cache is not None:
+        pipeline = pipeline.with_run(cache=args.cache)
+    if pipeline.run.cache is not None:
+        from agentfab.cache import open_cache
+
+        open_cache(pipeline.run.cache)  # a folder it cannot use: one line, before any call
     task = Task(prompt=args.task) if args.task else pipeline.default_task()
     if task is None:
         raise ConfigError(f"{args.pipeline}: no task: pass --task TEXT or set `task:` in the file")
@@ -347,6 +359,8 @@ def _print_summary(result: Result) -> None:
         f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
         f"in {usage.calls} calls, {result.wall_s:.1f}s"
     )
+    if result.cache is not None:
+        print(f"cache: {result.cache.hits} calls answered from it, {result.cache.misses} sent")
     for server in result.servers:
         rate = server.prefix_cache_hit_rate
         queue = server.mean_queue_time_s

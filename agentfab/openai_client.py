@@ -22,6 +22,7 @@ import email.utils
 import errno
 import json
 import math
+import os
 import random
 from collections.abc import AsyncGenerator, Iterator
 from contextvars import ContextVar
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from agentfab.errors import BackendError
+from agentfab.errors import BackendError, ConfigError
 from agentfab.llm import ChatRequest, ChatResponse, Completion, TokenLogprob
 from agentfab.server_metrics import parse_counters
 
@@ -43,6 +44,22 @@ __all__ = ["AiohttpSessionTransport", "CallCount", "OpenAIClient", "counting_cal
 _STRUCTURED_FIELD = "structured_outputs"
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
 """What parsing an answer of the wrong shape raises."""
+
+
+BASE_URL_ENV = "OPENAI_BASE_URL"
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+def endpoint_from_env(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """The OpenAI SDK's conventions: `OPENAI_BASE_URL` when no URL is given, and
+    `OPENAI_API_KEY` when no key is (an empty key means "send none")."""
+    if base_url is None:
+        base_url = os.environ.get(BASE_URL_ENV)
+        if not base_url:
+            raise ConfigError(f"no base_url given and {BASE_URL_ENV} is not set")
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV)
+    return base_url, api_key
 
 
 def _import_http() -> None:
@@ -64,11 +81,13 @@ class OpenAIClient:
     response of one attempt; each attempt the server may have run is a call of its own
     (`counting_calls`). `model`, when given, is the name the server serves the model under
     and replaces `ChatRequest.model` (which may be the pipeline's own name for it).
+    Without `base_url`, `OPENAI_BASE_URL` names the endpoint; without `api_key`,
+    `OPENAI_API_KEY` is sent, as the OpenAI SDK does.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         max_concurrency: int = 64,
@@ -81,6 +100,7 @@ class OpenAIClient:
         model: str | None = None,
     ) -> None:
         _import_http()
+        base_url, api_key = endpoint_from_env(base_url, api_key)
         self.endpoint = base_url.rstrip("/")
         self.model = model
         self._retries = max(0, retries)
@@ -320,6 +340,7 @@ def _seconds_until(http_date: str) -> float | None:
     if when.tzinfo is None:  # "-0000": UTC, by RFC 5322
         when = when.replace(tzinfo=UTC)
     return (when - datetime.now(UTC)).total_seconds()
+
 
 def _chat_body(request: ChatRequest, model: str, structured: bool) -> bytes:
     body: dict[str, Any] = {

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -21,6 +22,7 @@ from agentfab.agent import Agent
 from agentfab.aggregators.base import AggregationContext, derive_seed
 from agentfab.answers import FORMATS, answer_format_for
 from agentfab.budget import Budget, Ledger, worst_case_tokens
+from agentfab.cache import cached_clients, stats_of, tally
 from agentfab.errors import BudgetExceeded, ConfigError, QuorumNotReached, first_error
 from agentfab.executors import Executor, LocalExecutor
 from agentfab.llm import ChatRequest, ChatResponse, LLMClient, ReportsServerCounters
@@ -63,6 +65,10 @@ class RunSettings(UserModel):
     reasoning and no stated confidence."""
     server_metrics: bool = True
     """Read each vLLM server's /metrics before and after the run into `Result.servers`."""
+    cache: Path | None = None
+    """A folder where every model call's response is kept (SQLite), so a rerun, or another
+    aggregator over the same samples, costs no calls; `Result.cache` counts hits and misses.
+    Off by default."""
     executor: Executor = LocalExecutor()
     """Where many tasks run (`run_many`, `agentfab eval`): in this process (`{kind: local}`),
     or over a pool of Ray workers (`{kind: ray, address, workers, concurrency_per_worker}`).
@@ -110,6 +116,18 @@ class Orchestrator:
         run = _Run(self, team, task)
         deadline = asyncio.timeout(self.settings.budget.max_seconds)
         try:
+            return await self._finish(run, counted, before, deadline)
+        finally:
+            tally(stats_of(run.clients))
+
+    async def _finish(
+        self,
+        run: _Run,
+        counted: list[ReportsServerCounters],
+        before: dict[str, dict[str, float]],
+        deadline: asyncio.Timeout,
+    ) -> Result:
+        try:
             async with deadline:
                 result = await run.execute()
         except TimeoutError:
@@ -154,7 +172,12 @@ class _Run:
     """The state of one run: messages so far, the ledger, the clock."""
 
     def __init__(self, orchestrator: Orchestrator, team: Team, task: Task):
-        self.clients = orchestrator.clients
+        settings = orchestrator.settings
+        self.clients: Mapping[str, LLMClient] = (
+            orchestrator.clients
+            if settings.cache is None
+            else cached_clients(orchestrator.clients, settings.cache)
+        )
         self.on_message = orchestrator.on_message
         self.record_prompts = orchestrator.record_prompts
         self.settings = orchestrator.settings
@@ -198,6 +221,7 @@ class _Run:
             messages=messages,
             usage=self.ledger.usage(),
             wall_s=time.perf_counter() - self.started,
+            cache=stats_of(self.clients),
             rounds=max((m.round for m in messages), default=0),
             complete=complete,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from agentfab.cache import CacheStats
 from agentfab.messages import Message, Task, Usage
 from agentfab.server_metrics import ServerStats
 from agentfab.trace import trace_text
@@ -30,6 +31,9 @@ class Result(BaseModel):
     """False for the partial result carried by BudgetExceeded or QuorumNotReached."""
     servers: list[ServerStats] = []
     """What each vLLM server counted during the run: prefix-cache hits, tokens, queueing."""
+    cache: CacheStats | None = None
+    """Calls the call cache answered (`hits`) and calls sent then stored (`misses`); None
+    without a cache (`RunSettings.cache`). `usage` counts what the answers cost when made."""
 
     @property
     def output(self) -> Message | None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agentfab.cache import CacheStats
 from agentfab.errors import ConfigError
 from agentfab.messages import Usage
 
@@ -161,6 +162,9 @@ class ItemRecord(Record):
     lost: tuple[str, ...] = ()
     """Ray workers that died while running this item: it was run again from the start, and
     what is recorded (tokens included) is the run that finished."""
+    cache: CacheStats | None = None
+    """The call cache's hits and misses over this line's calls, team and baselines; None
+    when the run had no cache."""
 
     @property
     def key(self) -> tuple[str, int]:

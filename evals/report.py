@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agentfab.cache import CacheStats
 from agentfab.errors import ConfigError
 from agentfab.evals.code import pass_at_k
 from agentfab.evals.records import (
@@ -124,6 +125,8 @@ class Summary(_Part):
     """Lines each Ray node ran."""
     reruns: list[Rerun] = []
     """Lines run again because a Ray worker died while running them."""
+    cache: CacheStats | None = None
+    """The call cache's hits and misses over every line (None: no line used a cache)."""
 
 
 def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Summary:
@@ -159,6 +162,7 @@ def summarise(records: Sequence[ItemRecord], run: RunConfig | None = None) -> Su
         mean_correlation=mean_phi,
         workers=_count_by([r.worker for r in records]),
         nodes=_count_by([r.node for r in records]),
+        cache=_cache_total(records),
         reruns=[
             Rerun(item=r.item, sample=r.sample, lost=list(r.lost), worker=r.worker)
             for r in records
@@ -320,6 +324,8 @@ def _count_by(names: Sequence[str | None]) -> dict[str, int]:
 def markdown(summary: Summary, figures: Sequence[str] | str) -> str:
     """report.md: `figures` are the image files written, or why there are none."""
     parts = [_heading(summary), rate_table(summary)]
+    if cached := cache_line(summary):
+        parts.append(cached[0].upper() + cached[1:] + ".")
     if summary.samples > 1:
         parts.append(
             "pass@1 is the mean over items of the share of samples right; the intervals "
@@ -438,6 +444,19 @@ def _noted_section(summary: Summary) -> str:
         f"decisions were not clear: ties broken by agent order, answers carried by less than "
         f"half the votes, or no answer.\n\n{table}"
     )
+
+
+def _cache_total(records: Sequence[ItemRecord]) -> CacheStats | None:
+    used = [r.cache for r in records if r.cache is not None]
+    return sum(used, CacheStats()) if used else None
+
+
+def cache_line(summary: Summary) -> str:
+    """What the call cache saved, in a line ("" without a cache)."""
+    if summary.cache is None:
+        return ""
+    hits, misses = summary.cache.hits, summary.cache.misses
+    return f"call cache: {hits} of {hits + misses} calls answered from it, {misses} sent"
 
 
 def where_ran(summary: Summary) -> str:

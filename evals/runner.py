@@ -35,6 +35,7 @@ from agentfab.aggregators.base import AggregationContext, derive_seed, vote_note
 from agentfab.aggregators.execution import ExecutionConsensus
 from agentfab.aggregators.majority import plurality
 from agentfab.budget import Budget
+from agentfab.cache import counting_cache, open_cache
 from agentfab.errors import (
     AgentfabError,
     BackendError,
@@ -104,6 +105,8 @@ class EvalOptions(BaseModel):
     """Items in flight at once."""
     seed: int | None = None
     """Default: the pipeline's run seed, else 0."""
+    cache: Path | None = None
+    """The call cache's folder (default: the pipeline's `run.cache`, else none)."""
     max_sc_samples: int = Field(default=32, ge=1)
     """At most this many self-consistency samples per item, whatever the team spent."""
     test_timeout_s: float = Field(default=10.0, gt=0)
@@ -174,6 +177,10 @@ def plan_eval(options: EvalOptions) -> EvalPlan:
     """Load the pipeline and suite, prepare the folder (refusing to mix runs) and work out
     what is left. Every problem is a one-line ConfigError."""
     pipeline = _with_executor(load_pipeline(options.pipeline), options)
+    if options.cache is not None:
+        pipeline = pipeline.with_run(cache=options.cache)
+    if pipeline.run.cache is not None:
+        open_cache(pipeline.run.cache)  # a folder it cannot use: one line, before any call
     seed = options.seed if options.seed is not None else pipeline.run.seed
     seed = seed if seed is not None else 0
     suite = load_suite(options.suite, seed=seed, limit=options.limit)
@@ -204,8 +211,7 @@ def _with_executor(pipeline: Pipeline, options: EvalOptions) -> Pipeline:
         settings["address"] = options.ray
     if options.workers is not None:
         settings["workers"] = options.workers
-    run = pipeline.run.model_copy(update={"executor": RayExecutor(**settings)})
-    return pipeline.model_copy(update={"run": run})
+    return pipeline.with_run(executor=RayExecutor(**settings))
 
 
 def _check_scorable(path: Path, pipeline: Pipeline, suite: Suite) -> None:
@@ -541,13 +547,14 @@ class _EvalWork:
         task = item.task()
         assert self.sandboxes is not None, "opened"
         judge = _Judge(item, self.sandboxes, self.test_timeout_s)
-        (result, error, kind), first = await asyncio.gather(
-            self._team(task, item, sample), self._alone(task, item, sample, 1, 0)
-        )
+        with counting_cache() as cached:
+            (result, error, kind), first = await asyncio.gather(
+                self._team(task, item, sample), self._alone(task, item, sample, 1, 0)
+            )
+            consistency = await self._self_consistency(task, item, sample, first, result, judge)
         agents = await self._agents(result, judge)
         team = await self._decision(result, error, judge)
         single = await _single_attempt(first, judge)
-        consistency = await self._self_consistency(task, item, sample, first, result, judge)
         last_round = max((a.round for a in agents), default=0)
         looked = [a for a in agents if a.round == last_round and a.error is None]
         return ItemRecord(
@@ -565,6 +572,7 @@ class _EvalWork:
             oracle_k=len(looked),
             error=error,
             error_kind=kind,
+            cache=cached.stats() if self.pipeline.run.cache is not None else None,
             wall_s=time.perf_counter() - started,
             finished=_now(),
         )

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from agentfab import openai_client
-from agentfab.errors import BackendError
+from agentfab.errors import BackendError, ConfigError
 from agentfab.llm import ChatRequest, TokenLogprob
 from agentfab.openai_client import OpenAIClient, counting_calls, retry_delay
 from agentfab.serving.stand_in_server import Fault, StandInServer
@@ -326,3 +326,30 @@ def test_a_client_nobody_closed_leaves_no_session_open_and_serves_a_second_loop(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Answer: 4 Answer: 4"
     assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+async def test_without_url_or_key_the_openai_environment_variables_are_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("authorization")))
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://from-env:9/v1/")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    transport = httpx.MockTransport(record)
+    async with OpenAIClient(transport=transport) as client:
+        await client.list_models()
+    async with OpenAIClient("http://given/v1", api_key="", transport=transport) as client:
+        await client.list_models()  # a URL and an empty key given: neither is replaced
+    assert seen == [("http://from-env:9/v1/models", "Bearer sk-env"), ("http://given/v1/models", None)]
+
+
+def test_without_url_and_without_openai_base_url_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match=r"^no base_url given and OPENAI_BASE_URL is not set$"):
+        OpenAIClient()

@@ -12,7 +12,9 @@ import pytest
 import agentfab
 from agentfab import Agent, Aggregate, Budget, ConfigError, RunSettings, Task
 from agentfab.aggregators import BradleyTerry, Majority, SelfAggregate
-from agentfab.pipeline import Pipeline
+from agentfab.orchestrator import Orchestrator
+from agentfab.pipeline import Pipeline, build_clients, close_clients, load_pipeline
+from agentfab.serving.stand_in_server import StandInServer
 from agentfab.topologies import custom, mixture_of_agents, star, tree
 from tests.scripted import ScriptedClient
 from tests.test_cli import agentfab as cli
@@ -402,3 +404,50 @@ def test_openai_client_is_exported() -> None:
 
     assert "OpenAIClient" in agentfab.__all__
     assert OpenAIClient is importlib.import_module("agentfab.openai_client").OpenAIClient
+
+
+OPENAI_PIPELINE = """\
+models:
+  default: {kind: openai, served_name: smol}
+agents: [{name: a, max_tokens: 8}, {name: b, max_tokens: 8}]
+topology: {kind: star, aggregator: {kind: majority}}
+"""
+
+
+async def test_a_model_without_base_url_reaches_openai_base_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(OPENAI_PIPELINE)
+    async with StandInServer("Answer: B", model="smol") as base_url:
+        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+        pipeline = load_pipeline(path)
+        clients = build_clients(pipeline)
+        try:
+            result = await Orchestrator(clients).run(pipeline.build_team(), "Pick one.")
+        finally:
+            await close_clients(clients)
+    assert result.answer == "b" and result.usage.calls == 2  # free-text answers, normalised
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (None, "models.default.base_url: required, unless `serving` starts a server named "
+         "'smol' (it starts: none) or OPENAI_BASE_URL is set"),
+        ("localhost:8000", "models.default.base_url: taken from OPENAI_BASE_URL: "
+         "'localhost:8000' is not an http(s):// URL"),
+    ],
+)
+def test_openai_base_url_missing_or_wrong_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str | None, problem: str
+) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(OPENAI_PIPELINE)
+    if env is None:
+        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_BASE_URL", env)
+    done = cli("validate", str(path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == f"agentfab: error: {path}:2: {problem}\n"

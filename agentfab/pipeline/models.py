@@ -31,7 +31,8 @@ class OpenAIModel(Spec):
     kind: Literal["openai"]
     base_url: str | list[str] | None = None
     """For example http://127.0.0.1:8000/v1. A list names replicas of one model (balanced,
-    with failover). Empty when the pipeline's `serving` section starts the server."""
+    with failover). Empty when the pipeline's `serving` section starts the server, or
+    else `OPENAI_BASE_URL` names it."""
 
     @field_validator("base_url")
     @classmethod
@@ -39,20 +40,20 @@ class OpenAIModel(Spec):
         if isinstance(value, list):
             if not value:
                 raise ValueError("an empty list names no server")
-            return [_check_url(url) for url in value]
-        return None if value is None else _check_url(value)
+            return [check_url(url) for url in value]
+        return None if value is None else check_url(value)
 
     served_name: str
     """The model name the server knows."""
     api_key_env: str | None = None
-    """Environment variable holding the API key, if the server wants one."""
+    """Environment variable holding the API key; empty: `OPENAI_API_KEY`, when it is set."""
     max_concurrency: int = Field(default=64, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
     context_length: int | None = Field(default=None, ge=256)
 
 
-def _check_url(value: str) -> str:
+def check_url(value: str) -> str:
     import httpx  # here: a pipeline without URLs loads no HTTP client
 
     if not value.startswith(("http://", "https://")):

@@ -10,6 +10,7 @@ makes a client or calls a model.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,15 @@ from pydantic import Field, ValidationError, model_validator
 from agentfab.agent import Agent
 from agentfab.errors import ConfigError
 from agentfab.messages import Task
+from agentfab.openai_client import BASE_URL_ENV
 from agentfab.orchestrator import RunSettings
-from agentfab.pipeline.models import EMBEDDED_DEFAULT_CONTEXT, EmbeddedModel, ModelSpec, OpenAIModel
+from agentfab.pipeline.models import (
+    EMBEDDED_DEFAULT_CONTEXT,
+    EmbeddedModel,
+    ModelSpec,
+    OpenAIModel,
+    check_url,
+)
 from agentfab.pipeline.serving import ServeConfig
 from agentfab.pipeline.spec import Spec, schema_keys, unknown
 from agentfab.pipeline.topologies import TopologySpec
@@ -83,6 +91,10 @@ class Pipeline(Spec):
             for loc, problem, plural in _unused(self)
         ]
 
+    def with_run(self, **changes: Any) -> Pipeline:
+        """This pipeline with some run settings changed (from the command line)."""
+        return self.model_copy(update={"run": self.run.model_copy(update=changes)})
+
     def with_urls(self, placed: Mapping[str, Sequence[str]]) -> Pipeline:
         """This pipeline with the URLs of servers known only once up (placed by Ray) given
         to the models that name them (by served name) and have no base_url of their own."""
@@ -102,12 +114,14 @@ class Pipeline(Spec):
         if spec.base_url is not None:
             return [spec.base_url] if isinstance(spec.base_url, str) else list(spec.base_url)
         servers = self.serving.servers if self.serving else []
-        return [
+        served = [
             url
             for server in servers
             if server.served_name == spec.served_name
             for url in server.urls()
         ]
+        from_env = os.environ.get(BASE_URL_ENV)
+        return served or ([from_env] if from_env else [])
 
     def all_agents(self) -> dict[str, Agent]:
         return {a.name: a for spec in self.agents for a in spec.expand()}
@@ -166,13 +180,23 @@ def _check_agents(pipeline: Pipeline) -> None:
 
 def _check_urls(pipeline: Pipeline) -> None:
     for name, model in pipeline.models.items():
-        if isinstance(model, OpenAIModel) and not pipeline.urls(name):
+        if not isinstance(model, OpenAIModel):
+            continue
+        urls = pipeline.urls(name)
+        if model.base_url is None and urls == [os.environ.get(BASE_URL_ENV)]:
+            try:
+                check_url(urls[0])
+            except ValueError as error:
+                raise FieldError(
+                    ("models", name, "base_url"), f"taken from {BASE_URL_ENV}: {error}"
+                ) from None
+        if not urls:
             servers = pipeline.serving.servers if pipeline.serving else []
             served = ", ".join(s.served_name for s in servers) or "none"
             raise FieldError(
                 ("models", name, "base_url"),
                 f"required, unless `serving` starts a server named {model.served_name!r} "
-                f"(it starts: {served})",
+                f"(it starts: {served}) or {BASE_URL_ENV} is set",
             )
 
 
