@@ -66,7 +66,10 @@ def workers() -> dict[str, Any]:
     for actor in list_named_actors(all_namespaces=True):
         if actor["namespace"] == NAMESPACE:
             name = actor["name"].split("-", 1)[1]
-            found[name] = ray.get_actor(actor["name"], namespace=NAMESPACE)
+            try:
+                found[name] = ray.get_actor(actor["name"], namespace=NAMESPACE)
+            except ValueError:  # listed, then died before the lookup: not alive
+                continue
     return found
 
 
