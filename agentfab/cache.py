@@ -218,6 +218,7 @@ def _response(data: dict[str, Any]) -> ChatResponse:
         prompt_tokens=int(data["prompt_tokens"]),
         completion_tokens=int(data["completion_tokens"]),
         model=str(data["model"]),
+        server="cache",
     )
 
 

@@ -317,7 +317,12 @@ async def _run_team(pipeline: Pipeline, task: Task, trace: TraceWriter | None) -
         orchestrator = Orchestrator(
             clients, pipeline.run, on_message=lambda message: _on_message(message, trace)
         )
-        result = await orchestrator.run(pipeline.build_team(), task)
+        team = pipeline.build_team()
+        if trace is not None:
+            from agentfab.drawing import TeamShape
+
+            trace.team(TeamShape.of(team))
+        result = await orchestrator.run(team, task)
         if trace is not None:
             trace.result(result)
         return result

@@ -58,6 +58,8 @@ class ChatResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+    server: str = ""
+    """Who answered: a server's URL, `embedded`, or `cache` (the call cache)."""
 
     @property
     def usage(self) -> Usage:

@@ -72,7 +72,12 @@ class Message(BaseModel):
     usage: Usage = Usage()
     """Tokens spent producing it (for aggregations: the judge's or synthesiser's)."""
     latency_s: float = 0.0
-    """Seconds from the first request to the answer."""
+    """Seconds from the first request to the answer (an aggregate's: its whole decision)."""
+    started: float | None = None
+    """Unix time its first request was sent, or its aggregation began."""
+    server: str | None = None
+    """Who answered an agent's call: a server's URL (the replica, in a pool), `embedded`,
+    or `cache`."""
     error: str | None = None
     """Set when the sender failed; text and answer are then empty."""
     details: dict[str, Any] = Field(default_factory=dict)

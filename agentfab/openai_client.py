@@ -133,7 +133,7 @@ class OpenAIClient:
             body = _chat_body(request, model, False)
             response = await self._send(self._chat_url, body, counted=True)
         try:
-            return _parse_chat(self._payload(response))
+            return _parse_chat(self._payload(response), self.endpoint)
         except _MALFORMED as exc:
             raise self._malformed(exc) from exc
 
@@ -370,7 +370,7 @@ def _rejects_structured_choice(response: httpx.Response) -> bool:
     return response.status_code == 400 and _STRUCTURED_FIELD in response.text
 
 
-def _parse_chat(data: dict[str, Any]) -> ChatResponse:
+def _parse_chat(data: dict[str, Any], server: str) -> ChatResponse:
     usage = data.get("usage") or {}
     choices = data["choices"]
     if len(choices) > 1:
@@ -380,6 +380,7 @@ def _parse_chat(data: dict[str, Any]) -> ChatResponse:
         prompt_tokens=usage.get("prompt_tokens") or 0,
         completion_tokens=usage.get("completion_tokens") or 0,
         model=data.get("model") or "",
+        server=server,
     )
 
 

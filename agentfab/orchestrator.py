@@ -326,10 +326,14 @@ class _Run:
             call=call,
             sample=functools.partial(self._resample, node.name, round_no),
         )
+        began, clock = time.time(), time.perf_counter()
         message = await node.aggregator.aggregate(self.task, inputs, ctx)
+        timing = {"started": began, "latency_s": time.perf_counter() - clock}
         if not self.record_prompts:
-            return message
-        return message.model_copy(update={"details": {**message.details, "prompts": sent}})
+            return message.model_copy(update=timing)
+        return message.model_copy(
+            update={**timing, "details": {**message.details, "prompts": sent}}
+        )
 
     async def _call_model(self, model: str, request: ChatRequest) -> ChatResponse:
         """An aggregator's own model call (judge, synthesiser), inside the budget."""
@@ -468,6 +472,7 @@ class _Run:
                 inbox=inbox,
                 usage=reply.usage,
                 prompt=prompt,
+                started=reply.started,
             )
         return agent_message(
             reply,

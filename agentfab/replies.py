@@ -35,6 +35,8 @@ class Reply:
     usage: Usage
     error: str = ""
     latency_s: float = 0.0
+    started: float | None = None
+    """Unix time the call was sent."""
     failure: AgentfabError | None = None
     """The error the call raised, for callers that raise it on (an aggregator's call)."""
 
@@ -42,7 +44,8 @@ class Reply:
         """The `index`-th sample alone; the call's usage goes with the first sample only."""
         assert self.response is not None
         alone = ChatResponse([self.response.completions[index]], model=self.response.model)
-        return Reply(alone, self.usage if index == 0 else Usage(), latency_s=self.latency_s)
+        usage = self.usage if index == 0 else Usage()
+        return Reply(alone, usage, latency_s=self.latency_s, started=self.started)
 
     def sent(self, calls: int) -> Reply:
         """This reply, its call having cost `calls` requests."""
@@ -51,17 +54,18 @@ class Reply:
 
 async def call(client: LLMClient, model: str, request: ChatRequest) -> Reply:
     """One call to `client`; a backend's or a model's failure becomes the reply's error."""
-    started = time.perf_counter()
+    started, sent = time.perf_counter(), time.time()
     try:
         response = await client.chat(request)
     except (BackendError, ModelOutputError) as error:
-        return Reply(None, Usage(calls=1), error=str(error), failure=error)
+        return Reply(None, Usage(calls=1), error=str(error), failure=error, started=sent)
     except TimeoutError:
         # The client's own deadline (the run's cancels, it raises no TimeoutError here):
         # this call failed, not the run.
         failure = _timed_out(client, model)
-        return Reply(None, Usage(calls=1), error=str(failure), failure=failure)
-    return Reply(response, response.usage, latency_s=time.perf_counter() - started)
+        return Reply(None, Usage(calls=1), error=str(failure), failure=failure, started=sent)
+    latency = time.perf_counter() - started
+    return Reply(response, response.usage, latency_s=latency, started=sent)
 
 
 def agent_message(
@@ -107,6 +111,8 @@ def agent_message(
         model=agent.model,
         usage=reply.usage,
         latency_s=reply.latency_s,
+        started=reply.started,
+        server=reply.response.server or None,
         details=details,
         note=note,
     )
@@ -121,6 +127,7 @@ def failed_message(
     inbox: Sequence[Message],
     usage: Usage | None = None,
     prompt: Prompt | None = None,
+    started: float | None = None,
 ) -> Message:
     """An agent's message when its call failed or was not made."""
     return Message(
@@ -130,6 +137,7 @@ def failed_message(
         inputs=[m.id for m in inbox],
         model=agent.model,
         usage=usage or Usage(),
+        started=started,
         error=error,
         details={"prompts": [prompt]} if prompt is not None else {},
     )

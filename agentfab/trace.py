@@ -3,6 +3,8 @@
 Format, version 1 (`VERSION`). Every line is one JSON object with `"version": 1` and an
 `event`:
 
+- `"team"`: the team's graph (a `TeamShape`: nodes, edges, groups, output), first, when
+  the writer knew the team (`agentfab run --trace` does);
 - `"message"`: the fields of one `Message` (an agent's reply or an aggregate's decision),
   written and flushed as soon as it exists, so an interrupted run keeps what it did;
 - `"result"`: the fields of the `Result` without its messages (the answer, usage, wall
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
+from agentfab.drawing import TeamShape
 from agentfab.errors import ConfigError
 from agentfab.messages import Message
 
@@ -56,6 +59,9 @@ class TraceWriter:
         except OSError as error:
             raise ConfigError(f"{path}: cannot write a trace ({error.strerror})") from None
 
+    def team(self, shape: TeamShape) -> None:
+        self._write(f'{{"event":"team","version":{VERSION},' + shape.model_dump_json()[1:] + "\n")
+
     def message(self, message: Message) -> None:
         self._write(message_line(message))
 
@@ -73,10 +79,12 @@ class TraceWriter:
 
 @dataclass(frozen=True)
 class Trace:
-    """A trace read back: its messages, and the result line if the run got that far."""
+    """A trace read back: its messages, the result line if the run got that far, and the
+    team's graph if the trace has it."""
 
     messages: list[Message]
     result: dict[str, Any] | None
+    team: TeamShape | None = None
 
 
 def read_trace(path: Path) -> Trace:
@@ -88,6 +96,7 @@ def read_trace(path: Path) -> Trace:
         raise ConfigError(f"{path}: cannot read a trace ({error})") from None
     messages: list[Message] = []
     result: dict[str, Any] | None = None
+    team: TeamShape | None = None
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -112,6 +121,12 @@ def read_trace(path: Path) -> Trace:
                 raise ConfigError(f"{path}:{number}: not a message ({problem})") from None
         elif event == "result":
             result = entry
+        elif event == "team":
+            try:
+                team = TeamShape.model_validate(entry)
+            except ValidationError as error:
+                problem = error.errors()[0]["msg"]
+                raise ConfigError(f"{path}:{number}: not a team line ({problem})") from None
         else:
             raise ConfigError(f"{path}:{number}: unknown trace event {event!r}")
-    return Trace(messages, result)
+    return Trace(messages, result, team)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agentfab.cache import CacheStats
+from agentfab.drawing import TeamShape
 from agentfab.errors import ConfigError
 from agentfab.messages import Usage
 
@@ -27,6 +28,7 @@ __all__ = [
     "AgentAttempt",
     "Attempt",
     "Call",
+    "Decision",
     "ItemRecord",
     "Loaded",
     "Record",
@@ -73,6 +75,8 @@ class RunConfig(Record):
     started: str
     agentfab: str
     """The agentfab version."""
+    shape: TeamShape | None = None
+    """The team's graph, for drawing it (None in runs from before it was recorded)."""
 
 
 class Call(Record):
@@ -113,6 +117,33 @@ class AgentAttempt(Attempt):
     id: str
     name: str
     round: int
+    confidence: float | None = None
+    inputs: list[str] = []
+    """The ids of the messages it read."""
+    started: float | None = None
+    """Unix time its call was sent."""
+    server: str | None = None
+    """Who answered: a server's URL, `embedded`, or `cache`."""
+
+
+class Decision(Record):
+    """One aggregate node's decision in the team's run (the output's is also `team`)."""
+
+    id: str
+    name: str
+    round: int
+    answer: str | None = None
+    text: str = ""
+    confidence: float | None = None
+    inputs: list[str] = []
+    usage: Usage = Usage()
+    """Its judges' or writer's tokens."""
+    started: float | None = None
+    latency_s: float = 0.0
+    error: str | None = None
+    details: dict[str, Any] = {}
+    """Votes, Bradley-Terry scores and wins, weights, the writer's candidates, ..."""
+    note: str | None = None
 
 
 class Sampled(Attempt):
@@ -141,6 +172,8 @@ class ItemRecord(Record):
     team: Attempt
     agents: list[AgentAttempt] = []
     """Every agent message of the team's run, in the run's order."""
+    decisions: list[Decision] = []
+    """Every aggregate node's decision, in the run's order (empty in files from before)."""
     single: Attempt
     """The team's first agent alone, one sample."""
     self_consistency: Sampled

@@ -36,6 +36,7 @@ from agentfab.aggregators.execution import ExecutionConsensus
 from agentfab.aggregators.majority import plurality
 from agentfab.budget import Budget
 from agentfab.cache import counting_cache, open_cache
+from agentfab.drawing import TeamShape
 from agentfab.errors import (
     AgentfabError,
     BackendError,
@@ -51,6 +52,7 @@ from agentfab.evals.records import (
     AgentAttempt,
     Attempt,
     Call,
+    Decision,
     ErrorKind,
     ItemRecord,
     RunConfig,
@@ -248,6 +250,7 @@ def _run_config(
         concurrency=options.concurrency,
         started=_now(),
         agentfab=__version__,
+        shape=TeamShape.of(team),
     )
 
 
@@ -553,6 +556,7 @@ class _EvalWork:
             )
             consistency = await self._self_consistency(task, item, sample, first, result, judge)
         agents = await self._agents(result, judge)
+        decisions = _decisions(result)
         team = await self._decision(result, error, judge)
         single = await _single_attempt(first, judge)
         last_round = max((a.round for a in agents), default=0)
@@ -566,6 +570,7 @@ class _EvalWork:
             reference=item.answer or None,
             team=team,
             agents=agents,
+            decisions=decisions,
             single=single,
             self_consistency=consistency,
             oracle=any(a.correct for a in looked),
@@ -642,6 +647,10 @@ class _EvalWork:
                 check=verdict.check,
                 note=m.note,
                 prompts=_calls(m),
+                confidence=m.confidence,
+                inputs=m.inputs,
+                started=m.started,
+                server=m.server,
             )
             for m, verdict in zip(messages, verdicts, strict=True)
         ]
@@ -695,6 +704,29 @@ class _EvalWork:
                 break
             draws.add(more)
         return await _vote(draws, task, judge, error)
+
+
+def _decisions(result: Result | None) -> list[Decision]:
+    """The aggregate nodes' decisions, their prompts left to `Attempt.prompts`."""
+    messages = [m for m in result.messages if m.kind == "aggregate"] if result else []
+    return [
+        Decision(
+            id=m.id,
+            name=m.sender,
+            round=m.round,
+            answer=m.answer,
+            text=m.text,
+            confidence=m.confidence,
+            inputs=m.inputs,
+            usage=m.usage,
+            started=m.started,
+            latency_s=m.latency_s,
+            error=m.error,
+            details={k: v for k, v in m.details.items() if k != "prompts"},
+            note=m.note,
+        )
+        for m in messages
+    ]
 
 
 def _completions(result: Result | None) -> tuple[int, int]:

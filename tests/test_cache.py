@@ -5,6 +5,7 @@ tests/integration/test_cache_embedded.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import sqlite3
 import subprocess
@@ -52,7 +53,7 @@ async def test_a_key_covers_the_whole_request(tmp_path: Path) -> None:
     answers = [await CachedClient(numbered(), store).chat(r) for r in variants]
     assert all(a.completions[0].text == "reply 1" for a in answers)  # each one a miss
     again = CachedClient(numbered(), store)
-    assert await again.chat(request()) == base
+    assert await again.chat(request()) == dataclasses.replace(base, server="cache")
     assert (again.hits, again.misses) == (1, 0)
     assert len(store) == 1 + len(variants)
 
