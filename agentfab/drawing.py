@@ -228,7 +228,7 @@ def draw(shape: TeamShape, fills: Mapping[str, str] | None = None, title: str = 
     """The team as a matplotlib figure on the shared layout. Each node's patch has the gid
     `node-<i>` and each edge's `edge-<i>` (indices into `shape.nodes` and `shape.edges`),
     so an SVG of it can be made interactive."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
     graph = shape.graph()
@@ -323,22 +323,30 @@ def to_png(team: Team, path: str | Path) -> None:
     try:
         figure.savefig(path, dpi=110)
     finally:
-        _pyplot().close(figure)
+        pyplot().close(figure)
 
 
 def to_svg(shape: TeamShape, fills: Mapping[str, str] | None = None) -> str:
     """The drawing as SVG text, ready to inline in a page."""
-    figure = draw(shape, fills)
+    return svg_of(draw(shape, fills), bbox_inches="tight")
+
+
+def svg_of(figure: Any, **savefig: Any) -> str:
+    """A matplotlib figure as inline SVG (closed after): its text kept as text, so the
+    page's font draws it and it can be searched."""
+    plt = pyplot()
     buffer = io.StringIO()
     try:
-        figure.savefig(buffer, format="svg")
+        with plt.rc_context({"svg.fonttype": "none"}):
+            figure.savefig(buffer, format="svg", **savefig)
     finally:
-        _pyplot().close(figure)
+        plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # the XML prolog and doctype do not belong inline
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or one line saying how to install it."""
     try:
         import matplotlib
 

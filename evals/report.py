@@ -33,7 +33,6 @@ __all__ = ["Noted", "Rate", "Summary", "compare_runs", "summarise", "write_repor
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
-FIGURES = ("accuracy.png", "tokens.png", "agreement.png")
 
 
 # ---- the summary ---------------------------------------------------------------------------
@@ -527,11 +526,7 @@ def _plot(folder: Path, summary: Summary, records: Sequence[ItemRecord]) -> list
     except ImportError:
         return "figures need matplotlib: pip install 'agentfab[plot]'"
     written = []
-    for name, draw in (
-        ("accuracy.png", _accuracy_figure),
-        ("tokens.png", _tokens_figure),
-        ("agreement.png", _agreement_figure),
-    ):
+    for name, draw in DRAWN:
         figure = draw(plt, summary, records)
         if figure is None:
             continue
@@ -664,3 +659,13 @@ def _run_row(folder: Path, summary: Summary) -> list[str]:
 
 def _cell(rate: Rate) -> str:
     return f"{_percent(rate.accuracy)} ({rate.low:.0%}–{rate.high:.0%})"
+
+
+DRAWN = (
+    ("accuracy.png", _accuracy_figure),
+    ("tokens.png", _tokens_figure),
+    ("agreement.png", _agreement_figure),
+)
+FIGURES = tuple(name for name, _ in DRAWN)
+"""The report's figures: each `draw(plt, summary, records)` gives a matplotlib figure or
+None when the run has nothing to show in it."""

@@ -674,6 +674,7 @@ def _response(samples: list[_Sample], prompt_tokens: int) -> ChatResponse:
         completions=[s.completion for s in samples],
         prompt_tokens=prompt_tokens,
         completion_tokens=sum(s.tokens for s in samples),
+        server="embedded",
     )
 
 

