@@ -10,6 +10,7 @@ here runs a model or changes the files it reads.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -40,8 +41,23 @@ def page(data: dict[str, Any], shape: TeamShape) -> str:
     template = resources.files("agentfab").joinpath("viewer.html").read_text(encoding="utf-8")
     payload = {**data, "nodes": [n.model_dump() for n in shape.nodes], "edges": shape.edges}
     # In a <script> block only `</` can end it early; JSON allows `<\/` for it.
-    text = json.dumps(payload, ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
-    return template.replace(GRAPH_MARK, to_svg(shape)).replace(DATA_MARK, text)
+    text = json.dumps(_finite(payload), ensure_ascii=False).replace("</", "<\\/")
+    # Cut once at each mark (the graph's comes first): what is put in is never searched again,
+    # so a reply quoting a mark stays text.
+    head, rest = template.split(GRAPH_MARK, 1)
+    middle, tail = rest.split(DATA_MARK, 1)
+    return head + to_svg(shape) + middle + text + tail
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as null: the page's JSON.parse knows no others."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _write(out: Path, text: str) -> None:

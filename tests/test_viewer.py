@@ -30,7 +30,7 @@ from tests.test_eval_runner import (  # noqa: F401 (fixtures)
     suite,
 )
 
-HOSTILE = "</script><script>window.owned = 1</script> <!-- Answer: paris"
+HOSTILE = "</script><script>window.owned = 1</script> <!--GRAPH--> /*DATA*/null <!-- Answer: paris"
 
 
 def data_of(page: Path) -> dict[str, Any]:
@@ -145,6 +145,18 @@ async def test_each_call_says_when_it_was_sent_and_who_answered() -> None:
         assert m.started is not None and before <= m.started <= after
     hub = result.messages[-1]
     assert hub.started is not None and hub.started >= max(m.started or 0 for m in agents)
+
+
+async def test_numbers_json_cannot_carry_are_shown_as_none(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    await traced(path, "Answer: paris")
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[1])
+    first["details"] = {"score": float("nan"), "scores": [float("inf"), 1.0]}
+    lines[1] = json.dumps(first)  # Python writes NaN and Infinity, which JSON.parse refuses
+    path.write_text("\n".join(lines) + "\n")
+    (item,) = data_of(view(path))["items"]
+    assert item["messages"][0]["details"] == {"score": None, "scores": [None, 1.0]}
 
 
 def test_what_cannot_be_viewed_is_one_line(tmp_path: Path) -> None:
