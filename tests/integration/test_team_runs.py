@@ -114,8 +114,9 @@ def test_cli_run_writes_json_and_a_trace(tmp_path: Path) -> None:
     assert result["task"]["prompt"] == "What is the capital of Italy?"
     assert len(result["messages"]) == 6
     lines = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert len(lines) == 7 and lines[-1]["event"] == "result"
-    assert {line["id"] for line in lines[:-1]} == {m["id"] for m in result["messages"]}
+    assert [line["event"] for line in lines] == ["team"] + ["message"] * 6 + ["result"]
+    assert lines[0]["output"] == "hub" and len(lines[0]["nodes"]) == 6
+    assert {line["id"] for line in lines[1:-1]} == {m["id"] for m in result["messages"]}
     assert lines[-1]["answer"] == result["answer"]
 
 
