@@ -231,11 +231,9 @@ def draw(shape: TeamShape, fills: Mapping[str, str] | None = None, title: str = 
     plt = pyplot()
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
-    graph = shape.graph()
-    places = layout(graph, shape.groups).positions()
-    xy = {n: (x * X_STEP, y * Y_STEP) for n, (x, y) in places.items()}
-    tallest = max(len(layer) for layer in nx.topological_generations(graph))
-    layers = 1 + max(x for x, _ in places.values())
+    placed = layout(shape.graph(), shape.groups)
+    xy = {n: (x * X_STEP, y * Y_STEP) for n, (x, y) in placed.positions().items()}
+    tallest, layers = max(len(layer) for layer in placed.layers), len(placed.layers)
     # Capped well below matplotlib's pixel limit; a team of thousands of nodes gets small text.
     width, height = min(2.3 * layers + 1, 60.0), min(0.75 * tallest + 1.4, 150.0)
     figure, axes = plt.subplots(figsize=(width, height))

@@ -93,7 +93,6 @@ def trace_data(path: Path) -> tuple[dict[str, Any], TeamShape]:
         "note": _output_note(trace.messages) if result else "the run did not finish",
         "error": None if result.get("complete", True) else "stopped early (budget or quorum)",
         "messages": [_message(m) for m in trace.messages],
-        "calls": [],
     }
     usage = result.get("usage") or {}
     totals = {
@@ -110,11 +109,22 @@ def _output_note(messages: Sequence[Message]) -> str | None:
     return messages[-1].note if messages else None
 
 
-def _message(m: Message) -> dict[str, Any]:
+def _card(
+    m: Any,
+    sender: str,
+    kind: str,
+    *,
+    server: str | None = None,
+    correct: bool | None = None,
+    check: str | None = None,
+    prompts: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """What the page shows of one message: a trace's `Message`, or an eval record's
+    `AgentAttempt` or `Decision` (they share these fields; the rest is passed in)."""
     return {
         "id": m.id,
-        "sender": m.sender,
-        "kind": m.kind,
+        "sender": sender,
+        "kind": kind,
         "round": m.round,
         "text": m.text,
         "answer": m.answer,
@@ -125,13 +135,19 @@ def _message(m: Message) -> dict[str, Any]:
         "prompt_tokens": m.usage.prompt_tokens,
         "completion_tokens": m.usage.completion_tokens,
         "calls": m.usage.calls,
-        "server": m.server,
+        "server": server,
         "error": m.error,
         "note": m.note,
-        "correct": None,
+        "correct": correct,
+        "check": check,
         "details": {k: v for k, v in m.details.items() if k != "prompts"},
-        "prompts": m.details.get("prompts") or [],
+        "prompts": list(prompts),
     }
+
+
+def _message(m: Message) -> dict[str, Any]:
+    prompts = m.details.get("prompts") or []
+    return _card(m, m.sender, m.kind, server=m.server, prompts=prompts)
 
 
 def shape_from_messages(messages: Iterable[Message]) -> TeamShape:
@@ -188,41 +204,25 @@ def eval_data(folder: Path) -> tuple[dict[str, Any], TeamShape]:
 
 def _eval_item(r: Any) -> dict[str, Any]:
     agents = [
-        {
-            **_attempt(a),
-            "id": a.id,
-            "sender": a.name,
-            "kind": "agent",
-            "round": a.round,
-            "confidence": a.confidence,
-            "inputs": a.inputs,
-            "started": a.started,
-            "server": a.server,
-        }
+        _card(
+            a,
+            a.name,
+            "agent",
+            server=a.server,
+            correct=a.correct,
+            check=a.check,
+            prompts=[c.messages for c in a.prompts],
+        )
         for a in r.agents
     ]
     decisions = [
-        {
-            "id": d.id,
-            "sender": d.name,
-            "kind": "aggregate",
-            "round": d.round,
-            "text": d.text,
-            "answer": d.answer,
-            "confidence": d.confidence,
-            "inputs": d.inputs,
-            "started": d.started,
-            "latency_s": d.latency_s,
-            "prompt_tokens": d.usage.prompt_tokens,
-            "completion_tokens": d.usage.completion_tokens,
-            "calls": d.usage.calls,
-            "server": None,
-            "error": d.error,
-            "note": d.note,
-            "correct": (d.answer == r.reference) if r.kind == "choice" and d.answer else None,
-            "details": d.details,
-            "prompts": [c.messages for c in r.team.prompts if c.by == d.id],
-        }
+        _card(
+            d,
+            d.name,
+            "aggregate",
+            correct=(d.answer == r.reference) if r.kind == "choice" and d.answer else None,
+            prompts=[c.messages for c in r.team.prompts if c.by == d.id],
+        )
         for d in r.decisions
     ]
     return {
@@ -246,23 +246,6 @@ def _eval_item(r: Any) -> dict[str, Any]:
         "wall_s": r.wall_s,
         "worker": r.worker,
         "messages": sorted(agents + decisions, key=lambda m: (m["round"], m["started"] or 0)),
-    }
-
-
-def _attempt(a: Any) -> dict[str, Any]:
-    return {
-        "text": a.text,
-        "answer": a.answer,
-        "correct": a.correct,
-        "check": a.check,
-        "latency_s": a.latency_s,
-        "prompt_tokens": a.usage.prompt_tokens,
-        "completion_tokens": a.usage.completion_tokens,
-        "calls": a.usage.calls,
-        "error": a.error,
-        "note": a.note,
-        "details": a.details,
-        "prompts": [c.messages for c in a.prompts],
     }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -635,21 +635,11 @@ class _EvalWork:
         )
         return [
             AgentAttempt(
-                id=m.id,
-                name=m.sender,
-                round=m.round,
+                **_said(m),
                 answer=verdict.answer,
-                text=m.text,
                 correct=verdict.correct,
-                usage=m.usage,
-                latency_s=m.latency_s,
-                error=m.error,
                 check=verdict.check,
-                note=m.note,
                 prompts=_calls(m),
-                confidence=m.confidence,
-                inputs=m.inputs,
-                started=m.started,
                 server=m.server,
             )
             for m, verdict in zip(messages, verdicts, strict=True)
@@ -711,22 +701,29 @@ def _decisions(result: Result | None) -> list[Decision]:
     messages = [m for m in result.messages if m.kind == "aggregate"] if result else []
     return [
         Decision(
-            id=m.id,
-            name=m.sender,
-            round=m.round,
+            **_said(m),
             answer=m.answer,
-            text=m.text,
-            confidence=m.confidence,
-            inputs=m.inputs,
-            usage=m.usage,
-            started=m.started,
-            latency_s=m.latency_s,
-            error=m.error,
             details={k: v for k, v in m.details.items() if k != "prompts"},
-            note=m.note,
         )
         for m in messages
     ]
+
+
+def _said(m: Message) -> dict[str, Any]:
+    """What an agent's or an aggregate's record keeps of its message as it is."""
+    return {
+        "id": m.id,
+        "name": m.sender,
+        "round": m.round,
+        "text": m.text,
+        "confidence": m.confidence,
+        "inputs": m.inputs,
+        "usage": m.usage,
+        "started": m.started,
+        "latency_s": m.latency_s,
+        "error": m.error,
+        "note": m.note,
+    }
 
 
 def _completions(result: Result | None) -> tuple[int, int]:
