@@ -1,17 +1,14 @@
-"""`LLMClient` for OpenAI-compatible servers (vLLM first), over an httpx transport.
+"""`LLMClient` for OpenAI-compatible servers (vLLM first).
 
-Requests are `httpx.Request`s handed to an `httpx.AsyncBaseTransport`, which returns
-`httpx.Response`s: httpx's API at the I/O seam, so tests inject wire-level faults and any
-httpx transport can be used. Both layers were chosen by measurement (benchmarks/overhead.py,
-client CPU per call at 64 in flight): httpcore's pool spends 15-30x the CPU of bare aiohttp,
-so the default transport is `AiohttpSessionTransport`, a buffered transport over one aiohttp
-session; and `httpx.AsyncClient`'s layer (URL and header merging, cookie jar, auth and
-redirect flows), which an API endpoint does not need, costs more than that transport adds,
-so the client calls the transport itself.
+Requests go over `HttpPool` (agentfab.http_pool), keep-alive HTTP/1.1 connections chosen by
+measurement (benchmarks/overhead.py, client CPU per call at 64 in flight): httpcore's pool
+spends 15-30x the CPU of bare aiohttp, and an aiohttp session three times the pool's. Any
+httpx transport can be given instead (a test's `MockTransport`, httpcore's pool); either
+way transport failures are httpx's exceptions, and retries, timeouts and call counting
+are this module's.
 
-httpx and aiohttp (a quarter of a second to import) are imported when the first client or
-transport is made, not with this module: the orchestrator imports `counting_calls` from
-here, and `agentfab validate` makes no client.
+httpx and the pool are imported when the first client is made, not with this module: the
+orchestrator imports `counting_calls` from here, and `agentfab validate` makes no client.
 """
 
 from __future__ import annotations
@@ -24,22 +21,23 @@ import json
 import math
 import os
 import random
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from agentfab.errors import BackendError, ConfigError
 from agentfab.llm import ChatRequest, ChatResponse, Completion, TokenLogprob
 from agentfab.server_metrics import parse_counters
 
 if TYPE_CHECKING:
-    import aiohttp
     import httpx
 
-__all__ = ["AiohttpSessionTransport", "CallCount", "OpenAIClient", "counting_calls", "retry_delay"]
+    from agentfab.http_pool import HttpPool, WireResponse
+
+__all__ = ["CallCount", "OpenAIClient", "counting_calls", "retry_delay"]
 
 _STRUCTURED_FIELD = "structured_outputs"
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
@@ -63,11 +61,12 @@ def endpoint_from_env(base_url: str | None, api_key: str | None) -> tuple[str, s
 
 
 def _import_http() -> None:
-    """Bind this module's `httpx` and `aiohttp`: called by the constructors, so each
-    request's code finds them as plain globals and pays no import."""
-    global aiohttp, httpx
-    import aiohttp
+    """Bind this module's `httpx`, `HttpPool` and `WireResponse`: called by the
+    constructor, so each request's code finds them as plain globals and pays no import."""
+    global httpx, HttpPool, WireResponse
     import httpx
+
+    from agentfab.http_pool import HttpPool, WireResponse
 
 
 class OpenAIClient:
@@ -110,28 +109,28 @@ class OpenAIClient:
         self._structured_choice = supports_structured_choice
         self._max_concurrency = max_concurrency
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-        self._chat_url = httpx.URL(f"{self.endpoint}/chat/completions")
-        self._models_url = httpx.URL(f"{self.endpoint}/models")
-        root = self.endpoint.removesuffix("/v1")
-        self._metrics_url = httpx.URL(f"{root}/metrics")
+        path = urlsplit(self.endpoint).path
+        self._chat_path = f"{path}/chat/completions"
+        self._models_path = f"{path}/models"
+        self._metrics_path = f"{path.removesuffix('/v1')}/metrics"
         self._has_metrics = True  # until the server shows it has no vLLM counters
-        headers = {"content-type": "application/json"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._headers = httpx.Headers(headers)
-        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
-        self._transport = transport or AiohttpSessionTransport(max_connections=max_concurrency)
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._wire: HttpPool | _HttpxWire
+        if transport is None:
+            self._wire = HttpPool(self.endpoint, headers=headers, timeout_s=timeout_s)
+        else:
+            self._wire = _HttpxWire(transport, self.endpoint, headers, timeout_s)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         structured = self._structured_choice and bool(request.choices)
         model = self.model or request.model
         body = _chat_body(request, model, structured)
-        response = await self._send(self._chat_url, body, counted=True)
+        response = await self._send(self._chat_path, body, counted=True)
         if structured and _rejects_structured_choice(response):
             # This server does not know the field: prompt plainly, now and from now on.
             self._structured_choice = False
             body = _chat_body(request, model, False)
-            response = await self._send(self._chat_url, body, counted=True)
+            response = await self._send(self._chat_path, body, counted=True)
         try:
             return _parse_chat(self._payload(response), self.endpoint)
         except _MALFORMED as exc:
@@ -139,7 +138,7 @@ class OpenAIClient:
 
     async def list_models(self) -> list[str]:
         """The model names the endpoint serves (a health check)."""
-        response = await self._send(self._models_url, None)
+        response = await self._send(self._models_path, None)
         try:
             return [card["id"] for card in self._payload(response)["data"]]
         except _MALFORMED as exc:
@@ -153,7 +152,7 @@ class OpenAIClient:
         if not self._has_metrics:
             return {}
         try:
-            response = await self._exchange("GET", self._metrics_url, None)
+            response = await self._exchange("GET", self._metrics_path, None)
         except httpx.HTTPError:
             return {}
         if response.status_code != 200 or b"vllm:" not in response.content:
@@ -162,7 +161,7 @@ class OpenAIClient:
         return {self.endpoint: parse_counters(response.text)}
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._wire.aclose()
 
     async def __aenter__(self) -> OpenAIClient:
         return self
@@ -171,8 +170,8 @@ class OpenAIClient:
         await self.aclose()
 
     async def _send(
-        self, url: httpx.URL, content: bytes | None, *, counted: bool = False
-    ) -> httpx.Response:
+        self, path: str, content: bytes | None, *, counted: bool = False
+    ) -> WireResponse:
         """POST `content` (GET when None), retrying transient failures; return the response.
         `counted`: a model call, counted in `counting_calls` each time it is sent."""
         method = "GET" if content is None else "POST"
@@ -181,7 +180,7 @@ class OpenAIClient:
             attempt += 1
             retry_after_s = None
             try:
-                response = await self._exchange(method, url, content, counted=counted)
+                response = await self._exchange(method, path, content, counted=counted)
             except httpx.TransportError as exc:  # the one place transport errors become ours
                 transient = _is_transient(exc)
                 if attempt > self._retries or not transient:
@@ -207,18 +206,11 @@ class OpenAIClient:
             )
 
     async def _exchange(
-        self, method: str, url: httpx.URL, content: bytes | None, *, counted: bool = False
-    ) -> httpx.Response:
-        request = httpx.Request(
-            method, url, headers=self._headers, content=content, extensions=self._extensions
-        )
+        self, method: str, path: str, content: bytes | None, *, counted: bool = False
+    ) -> WireResponse:
         async with self._limit():
             try:
-                response = await self._transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()  # hands a streaming transport's connection back
+                response = await self._wire.request(method, path, content)
             except httpx.TransportError as exc:
                 if counted and _reached_server(exc):
                     _count_call()  # its answer was lost, but the server may have run it
@@ -238,7 +230,7 @@ class OpenAIClient:
             self._slots = {loop: asyncio.Semaphore(self._max_concurrency)}  # the old loop ended
         return self._slots[loop]
 
-    def _payload(self, response: httpx.Response) -> Any:
+    def _payload(self, response: WireResponse) -> Any:
         if response.is_success:
             return json.loads(response.content)
         status = response.status_code
@@ -318,7 +310,7 @@ def retry_delay(backoff_s: float, step: int, retry_after_s: float | None, max_s:
     return min(retry_after_s, max_s)
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def _retry_after_s(response: WireResponse) -> float | None:
     """The response's `Retry-After` in seconds (delay-seconds or an HTTP date), if readable."""
     value = response.headers.get("retry-after", "").strip()
     if not value:
@@ -366,7 +358,7 @@ def _chat_body(request: ChatRequest, model: str, structured: bool) -> bytes:
     return json.dumps(body).encode()
 
 
-def _rejects_structured_choice(response: httpx.Response) -> bool:
+def _rejects_structured_choice(response: WireResponse) -> bool:
     return response.status_code == 400 and _STRUCTURED_FIELD in response.text
 
 
@@ -434,7 +426,7 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(response: WireResponse) -> str:
     """The server's own words: OpenAI's and vLLM's `error.message`, FastAPI's `detail`."""
     try:
         error = json.loads(response.content)
@@ -452,119 +444,38 @@ def _one_line(text: object, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class AiohttpSessionTransport:
-    """An httpx transport over one `aiohttp.ClientSession`, with buffered bodies.
+class _HttpxWire:
+    """`HttpPool`'s one method over any httpx transport."""
 
-    Minimal work per request: bodies are bytes both ways (no streaming), no cookie jar, no
-    decompression (httpx decodes). Honours httpx's connect/read/pool timeouts and raises
-    httpx's exceptions, so it can stand in for httpx's own transport: it has the methods of
-    `httpx.AsyncBaseTransport` but is not its subclass, so defining it needs no httpx.
-    """
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        endpoint: str,
+        headers: dict[str, str],
+        timeout_s: float,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._transport = transport
+        self._headers = {"accept": "application/json", "content-type": "application/json"}
+        self._headers.update(headers)
+        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
 
-    def __init__(self, *, max_connections: int = 100, keepalive_s: float = 30.0) -> None:
-        _import_http()
-        self._max_connections = max_connections
-        self._keepalive_s = keepalive_s
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closer: AsyncGenerator[None, None] | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = await self._current()
-        try:
-            async with session.request(
-                request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
-                data=request.content or None,
-                timeout=_aiohttp_timeout(request.extensions.get("timeout")),
-                allow_redirects=False,  # an httpx transport returns redirects as they come
-            ) as response:
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _as_httpx_error(exc, request) from exc
-        # A ready byte stream, not `content=`: httpx would re-derive Content-Length and
-        # other headers for `content`, which costs more CPU than the whole aiohttp read.
-        return httpx.Response(
-            response.status, headers=response.raw_headers, stream=httpx.ByteStream(body)
+    async def request(self, method: str, target: str, body: bytes | None = None) -> WireResponse:
+        request = httpx.Request(
+            method,
+            self._origin + target,
+            headers=self._headers,
+            content=body,
+            extensions=self._extensions,
         )
-
-    async def __aenter__(self) -> AiohttpSessionTransport:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+        response = await self._transport.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()  # hands a streaming transport's connection back
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return WireResponse(response.status_code, headers, content)
 
     async def aclose(self) -> None:
-        session, closer = self._session, self._closer
-        self._session = self._loop = self._closer = None
-        if session is not None:
-            await session.close()
-        if closer is not None:
-            await closer.aclose()
-
-    async def _current(self) -> aiohttp.ClientSession:
-        """This event loop's session. A session belongs to the loop it was opened in, so a
-        client used by one `asyncio.run` after another (`agentfab.run` twice) opens a new one;
-        the old one was closed when its loop shut down."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop:
-            self._session = self._open()
-            self._loop = loop
-            self._closer = _close_at_shutdown(self._session)
-            await anext(self._closer)  # registered with the loop, which closes it at shutdown
-        return self._session
-
-    def _open(self) -> aiohttp.ClientSession:
-        # Opened on first use: an aiohttp session must be created inside the event loop.
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, keepalive_timeout=self._keepalive_s
-        )
-        return aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
-        )
-
-
-async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Closes `session` when finalised: by `aclose`, or by the event loop's shutdown
-    (`asyncio.run` finalises every async generator still open), so a client nobody closed
-    leaves no "Unclosed client session" behind at exit."""
-    try:
-        yield
-    finally:
-        await session.close()
-
-
-def _aiohttp_timeout(timeout: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
-    timeout = timeout or {}
-    return _cached_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
-
-
-@lru_cache(maxsize=8)
-def _cached_timeout(
-    connect: float | None, read: float | None, pool: float | None
-) -> aiohttp.ClientTimeout:
-    # aiohttp has no write timeout; its `connect` covers waiting for a pooled connection.
-    return aiohttp.ClientTimeout(connect=pool, sock_connect=connect, sock_read=read)
-
-
-def _httpx_errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
-    """httpx's error for each aiohttp error, most specific first."""
-    return (
-        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-        (TimeoutError, httpx.ReadTimeout),
-        (aiohttp.ClientConnectorError, httpx.ConnectError),
-        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-        (aiohttp.ClientConnectionError, httpx.ReadError),
-    )
-
-
-def _as_httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    message = str(exc) or type(exc).__name__
-    for aiohttp_error, httpx_error in _httpx_errors():
-        if isinstance(exc, aiohttp_error):
-            return httpx_error(message, request=request)
-    return httpx.TransportError(message, request=request)
+        await self._transport.aclose()

@@ -5,9 +5,16 @@ temperature 0.7) answer once; on those same five samples we score one sample, ma
 confidence weighting (token logprobs), Bradley-Terry (the agents judge each other's
 answers, both orders), generative self-aggregation and oracle@5 (some sample was right).
 First-to-ahead-by-2 draws its own samples, one agent, at most 5. Tokens count every call a
-method needed: the five samples, plus the judges or the writer. Prints a table and a last
-`RESULT` line. (This 135M model picks multiple-choice letters near chance, so free-form
-answers are where aggregation can show an effect.)
+method needed: the five samples, plus the judges or the writer; tokens per correct answer
+divide them by the questions answered right.
+
+Early stops, paired against majority@5 on the same questions: "ahead-by-2 (same samples)"
+reads the five samples in order and stops at the first that puts an answer 2 ahead (its
+tokens: the samples read), and "quorum 3 of 5" runs the five agents again with the same
+seeds, voting on the first three to answer and cancelling the rest. For each, the table
+gives both accuracies, the questions only one got right, and the tokens saved. Prints the
+tables and a last `RESULT` line. (This 135M model picks multiple-choice letters near
+chance, so free-form answers are where aggregation can show an effect.)
 
     python benchmarks/aggregators.py [--limit 40] [--concurrency 8]
 """
@@ -19,6 +26,7 @@ import asyncio
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,7 @@ from agentfab.aggregators import (
     Majority,
     SelfAggregate,
 )
+from agentfab.aggregators.ahead_by_k import lead
 from agentfab.answers import normalise_text
 from agentfab.evals.stats import wilson
 from agentfab.llm import LLMClient
@@ -47,8 +56,11 @@ METHODS = [
     "bradley-terry",
     "self-aggregate",
     "ahead-by-2",
+    "ahead-by-2 (same samples)",
+    "quorum 3 of 5",
     "oracle@5",
 ]
+EARLY_STOPS = ["ahead-by-2 (same samples)", "quorum 3 of 5"]
 
 
 def is_right(answer: str | None, aliases: Sequence[str]) -> bool:
@@ -61,6 +73,18 @@ def is_right(answer: str | None, aliases: Sequence[str]) -> bool:
 
 def tokens(messages: Sequence[Message]) -> int:
     return sum(m.usage.total_tokens for m in messages)
+
+
+def ahead_on(samples: Sequence[Message], k: int) -> tuple[str | None, int]:
+    """First-to-ahead-by-k replayed on samples in order: the leader, and the samples read."""
+    counts: Counter[str] = Counter()
+    for read, sample in enumerate(samples, start=1):
+        if sample.answer is not None:
+            counts[sample.answer] += 1
+        leader, margin = lead(counts)
+        if margin >= k:
+            return leader, read
+    return lead(counts)[0], len(samples)
 
 
 async def one_question(
@@ -93,27 +117,53 @@ async def one_question(
     ahead_team = star([workers[0]], AheadByK(k=2, max_samples=K, batch=K))
     ahead = await Orchestrator(clients, settings).run(ahead_team, task)
     scores["ahead-by-2"] = (is_right(ahead.answer, aliases), ahead.usage.total_tokens)
+    leader, read = ahead_on(samples, 2)
+    scores["ahead-by-2 (same samples)"] = (is_right(leader, aliases), tokens(samples[:read]))
+    quorum = await Orchestrator(clients, settings).run(star(workers, Majority(), quorum=3), task)
+    scores["quorum 3 of 5"] = (is_right(quorum.answer, aliases), quorum.usage.total_tokens)
     return scores
 
 
 def report(rows: list[dict[str, tuple[bool, int]]], seconds: float) -> None:
     n = len(rows)
     print(f"\n{n} questions, k={K} samples, {seconds:.0f}s\n")
-    print("| method | accuracy | 95% interval | tokens per question |")
-    print("| --- | --- | --- | --- |")
+    print("| method | accuracy | 95% interval | tokens per question | tokens per correct |")
+    print("| --- | --- | --- | --- | --- |")
     figures = []
     for method in METHODS:
         right = sum(row[method][0] for row in rows)
         low, high = wilson(right, n)
-        mean_tokens = sum(row[method][1] for row in rows) / max(n, 1)
+        spent = sum(row[method][1] for row in rows)
+        per_right = f"{spent / right:.0f}" if right else "none right"
         print(
             f"| {method} | {right}/{n} = {right / n:.1%} | {low:.0%}–{high:.0%} | "
-            f"{mean_tokens:.0f} |"
+            f"{spent / max(n, 1):.0f} | {per_right} |"
         )
-        key = method.replace("@", "_at_").replace("-", "_").replace(" ", "_")
+        key = re.sub(r"\W+", "_", method.replace("@", "_at_")).strip("_")
         figures.append(f"{key}={right / n:.3f}")
-        figures.append(f"{key}_tokens={mean_tokens:.0f}")
+        figures.append(f"{key}_tokens={spent / max(n, 1):.0f}")
+    print(
+        "\n| early stop, vs majority@5 | accuracy | majority@5 | only it right | only "
+        "majority right | tokens saved |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for method in EARLY_STOPS:
+        print(paired_row(rows, method, "majority@5"))
     print("RESULT " + " ".join(figures))
+
+
+def paired_row(rows: list[dict[str, tuple[bool, int]]], method: str, against: str) -> str:
+    """Both methods on the same questions: accuracies, the discordant pairs, tokens saved."""
+    n = max(len(rows), 1)
+    right = sum(row[method][0] for row in rows)
+    base = sum(row[against][0] for row in rows)
+    only_it = sum(row[method][0] and not row[against][0] for row in rows)
+    only_base = sum(row[against][0] and not row[method][0] for row in rows)
+    spent, base_spent = (sum(row[m][1] for row in rows) for m in (method, against))
+    saved = 1 - spent / base_spent if base_spent else 0.0
+    return (
+        f"| {method} | {right / n:.1%} | {base / n:.1%} | {only_it} | {only_base} | {saved:.0%} |"
+    )
 
 
 async def main(limit: int, concurrency: int, seed: int) -> None:

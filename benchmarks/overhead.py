@@ -6,7 +6,8 @@ The scripted server runs as a separate process on 127.0.0.1 and answers at once 
   (a) agentfab: a 5-agent star with majority voting over 200 tasks (1,000 calls),
   (b) the same 1,000 requests with bare aiohttp,
   (c) the same with bare httpx.AsyncClient (default transport),
-  (d) OpenAIClient.chat alone under each candidate httpx transport (the transport choice),
+  (d) OpenAIClient.chat alone, over its own HttpPool and over each candidate httpx
+      transport (the transport choice),
 
 always at most 64 calls in flight. Each method is warmed up once; then the methods take
 turns for `--repeats` timed batches and each one's least-CPU batch counts. Prints figures,
@@ -36,7 +37,7 @@ import httpx
 from agentfab import Agent, Orchestrator, Task
 from agentfab.aggregators import Majority
 from agentfab.llm import ChatRequest
-from agentfab.openai_client import AiohttpSessionTransport, OpenAIClient
+from agentfab.openai_client import OpenAIClient
 from agentfab.topologies import star
 
 AGENTS = 5
@@ -164,9 +165,6 @@ def candidate_transports() -> dict[str, Callable[[], httpx.AsyncBaseTransport]]:
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     candidates: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
         "httpx default (httpcore)": lambda: httpx.AsyncHTTPTransport(limits=limits),
-        "AiohttpSessionTransport (ours)": lambda: AiohttpSessionTransport(
-            max_connections=IN_FLIGHT
-        ),
     }
     try:
         from httpx_aiohttp import AiohttpTransport
@@ -189,6 +187,7 @@ async def run(base_url: str, tasks: int, repeats: int) -> None:
         batches = {
             AGENTFAB: agentfab_batch(client, tasks),
             BARE_AIOHTTP: aiohttp_batch(session, base_url, calls),
+            "OpenAIClient alone (its HttpPool)": client_batch(client, calls),
             "bare httpx (default transport)": httpx_batch(http, base_url, calls),
         }
         for name, transport in candidate_transports().items():

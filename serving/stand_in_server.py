@@ -63,12 +63,17 @@ class StandInServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        reuse_port: bool = False,
+        gate: asyncio.Event | None = None,
     ) -> None:
         """`faults` are met by the first chat requests, one each, in order (`None`: that
         request is answered); `then` by every request after them (a server that stays
         broken). `retry_after`: the `Retry-After` header of every 429 (seconds, or a date).
         `reject_fields`: body fields answered with 400 "Unrecognized request argument",
-        as OpenAI's own API does. `record=False` keeps no request log (long benchmarks)."""
+        as OpenAI's own API does. `record=False` keeps no request log (long benchmarks).
+        `reuse_port`: several servers (processes) may listen on one port, the kernel
+        spreading connections over them. `gate`: chat requests wait until it is set (a
+        server that holds every answer until told), then answer after `latency_s`."""
         self.reply = reply
         self.latency_s = latency_s
         self.reject_fields = tuple(reject_fields)
@@ -76,6 +81,8 @@ class StandInServer:
         self.host = host
         self.port = port
         self.record = record
+        self.reuse_port = reuse_port
+        self.gate = gate
         self.requests: list[dict[str, Any]] = []
         """Bodies of the chat requests received, in arrival order."""
         self.in_flight = 0
@@ -98,7 +105,7 @@ class StandInServer:
         # A short shutdown timeout: "hang" handlers are cancelled instead of waited for.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_port=self.reuse_port or None)
         await site.start()
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
@@ -126,6 +133,8 @@ class StandInServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             fault = self._faults.popleft() if self._faults else self._then
@@ -231,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reply", default="Answer: B")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--model", default="scripted")
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="share the port with other such servers"
+    )
     args = parser.parse_args(argv)
     server = StandInServer(
         args.reply,
@@ -239,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         record=False,
+        reuse_port=args.reuse_port,
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it
         asyncio.run(_serve_forever(server))
